@@ -1,0 +1,37 @@
+# `make demo` and `make test` each set up .venv on a fresh machine and run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-slow bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.base: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@
+
+demo: $(VENV)/.base
+	$(BIN)/coromix demo
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(VENV)/.test
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(VENV)/.bench
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f; done
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

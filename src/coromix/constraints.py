@@ -1,0 +1,192 @@
+"""Supports of distributions: what values are valid, checked elementwise (or per event).
+
+Each constraint has ``check(x)`` (a boolean array of shape ``x.shape[:x.ndim - event_ndim]``),
+``event_ndim`` and ``is_discrete``.  ``coromix.transforms.biject_to(constraint)`` gives the bijection
+from unconstrained space that inference uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+
+
+class Constraint:
+    event_ndim: int = 0
+    is_discrete: bool = False
+
+    def check(self, x: Any):
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return type(self).__name__.lstrip("_").lower()
+
+    __repr__ = __str__
+
+
+class _Real(Constraint):
+    def check(self, x):
+        return jnp.isfinite(x)
+
+    def __str__(self):
+        return "real"
+
+
+class _RealVector(Constraint):
+    event_ndim = 1
+
+    def check(self, x):
+        return jnp.all(jnp.isfinite(x), axis=-1)
+
+    def __str__(self):
+        return "real vector"
+
+
+class _Positive(Constraint):
+    def check(self, x):
+        return (x > 0) & jnp.isfinite(x)
+
+    def __str__(self):
+        return "positive"
+
+
+class GreaterThan(Constraint):
+    def __init__(self, lower):
+        self.lower = lower
+
+    def check(self, x):
+        return (x > self.lower) & jnp.isfinite(x)
+
+    def __str__(self):
+        return "greater than lower bound"
+
+
+class _UnitInterval(Constraint):
+    def check(self, x):
+        return (x > 0) & (x < 1)
+
+    def __str__(self):
+        return "unit interval (0, 1)"
+
+
+class Interval(Constraint):
+    def __init__(self, low, high):
+        self.low, self.high = low, high
+
+    def check(self, x):
+        return (x > self.low) & (x < self.high)
+
+    def __str__(self):
+        return "interval (low, high)"
+
+
+class _Simplex(Constraint):
+    event_ndim = 1
+
+    def check(self, x):
+        tol = 1e-4 if jnp.result_type(x) == jnp.float32 else 1e-10
+        return jnp.all(x >= 0, axis=-1) & (jnp.abs(jnp.sum(x, axis=-1) - 1) < tol)
+
+    def __str__(self):
+        return "simplex (nonnegative, sums to 1)"
+
+
+class _OrderedVector(Constraint):
+    event_ndim = 1
+
+    def check(self, x):
+        return jnp.all(jnp.diff(x, axis=-1) > 0, axis=-1) & jnp.all(jnp.isfinite(x), axis=-1)
+
+    def __str__(self):
+        return "ordered vector (strictly increasing)"
+
+
+class _PositiveOrderedVector(Constraint):
+    event_ndim = 1
+
+    def check(self, x):
+        return _OrderedVector().check(x) & jnp.all(x > 0, axis=-1)
+
+    def __str__(self):
+        return "positive ordered vector"
+
+
+class _CorrCholesky(Constraint):
+    event_ndim = 2
+
+    def check(self, x):
+        tol = 1e-4 if jnp.result_type(x) == jnp.float32 else 1e-8
+        lower = jnp.all(jnp.triu(x, k=1) == 0, axis=(-2, -1))
+        positive_diag = jnp.all(jnp.diagonal(x, axis1=-2, axis2=-1) > 0, axis=-1)
+        unit_rows = jnp.all(jnp.abs(jnp.sum(x**2, axis=-1) - 1) < tol, axis=-1)
+        return lower & positive_diag & unit_rows
+
+    def __str__(self):
+        return "Cholesky factor of a correlation matrix"
+
+
+class _LowerCholesky(Constraint):
+    event_ndim = 2
+
+    def check(self, x):
+        lower = jnp.all(jnp.triu(x, k=1) == 0, axis=(-2, -1))
+        return lower & jnp.all(jnp.diagonal(x, axis1=-2, axis2=-1) > 0, axis=-1)
+
+    def __str__(self):
+        return "lower-triangular with positive diagonal"
+
+
+class IntegerInterval(Constraint):
+    is_discrete = True
+
+    def __init__(self, low, high):
+        self.low, self.high = low, high
+
+    def check(self, x):
+        return (x >= self.low) & (x <= self.high) & (x == jnp.floor(x))
+
+    def __str__(self):
+        return "integers in [low, high]"
+
+
+class _NonNegativeInteger(Constraint):
+    is_discrete = True
+
+    def check(self, x):
+        return (x >= 0) & (x == jnp.floor(x))
+
+    def __str__(self):
+        return "nonnegative integers"
+
+
+class Independent(Constraint):
+    """A constraint whose last ``reinterpreted_batch_ndims`` batch dimensions become event dims."""
+
+    def __init__(self, base: Constraint, reinterpreted_batch_ndims: int):
+        self.base = base
+        self.reinterpreted_batch_ndims = reinterpreted_batch_ndims
+        self.event_ndim = base.event_ndim + reinterpreted_batch_ndims
+        self.is_discrete = base.is_discrete
+
+    def check(self, x):
+        ok = self.base.check(x)
+        if self.reinterpreted_batch_ndims:
+            ok = jnp.all(ok, axis=tuple(range(-self.reinterpreted_batch_ndims, 0)))
+        return ok
+
+    def __str__(self):
+        return str(self.base)
+
+
+real = _Real()
+real_vector = _RealVector()
+positive = _Positive()
+unit_interval = _UnitInterval()
+simplex = _Simplex()
+ordered_vector = _OrderedVector()
+positive_ordered_vector = _PositiveOrderedVector()
+corr_cholesky = _CorrCholesky()
+lower_cholesky = _LowerCholesky()
+nonnegative_integer = _NonNegativeInteger()
+boolean = IntegerInterval(0, 1)

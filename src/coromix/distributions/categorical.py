@@ -1,0 +1,100 @@
+"""Categorical distribution over {0, ..., K-1}."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from coromix import constraints
+from coromix.distributions.distribution import Distribution, as_float
+
+
+def logits_and_probs(logits, probs, label: str):
+    """Exactly one of ``logits``/``probs``; returns the one given as a float array and its kind."""
+    if (logits is None) == (probs is None):
+        raise ValueError(f"{label}: give exactly one of `logits` or `probs`")
+    return (as_float(logits), "logits") if probs is None else (as_float(probs), "probs")
+
+
+class Categorical(Distribution):
+    """Categorical(probs=p) or Categorical(logits=l): ``P(X = k) = p[..., k]``, ``p = softmax(l)``.
+
+    The last axis of ``probs``/``logits`` indexes the K categories; the rest is the batch shape.
+
+    >>> Categorical(probs=[0.6, 0.4]).log_prob(1)   # log(0.4)
+    """
+
+    parameter_names = ("_param",)
+    static_names = ("_kind",)
+    is_discrete = True
+
+    def __init__(self, logits=None, probs=None, *, validate_args: bool = True,
+                 name: str | None = None):
+        self._param, self._kind = logits_and_probs(logits, probs, f"Categorical '{name}'")
+        if self._param.ndim == 0:
+            raise ValueError(f"Categorical '{name}': `{self._kind}` needs a last axis of K categories; "
+                             f"got a scalar")
+        self._init_common(name, validate_args)
+
+    def _parameter_checks(self):
+        if self._kind == "logits":
+            return []
+        p = self._param
+        tol = 1e-4 if p.dtype == jnp.float32 else 1e-8
+        return [("_param", jnp.all(p >= 0) & jnp.all(jnp.abs(p.sum(-1) - 1) < tol),
+                 "probabilities (nonnegative, summing to 1 over the last axis) for `probs`")]
+
+    @property
+    def logits(self):
+        return self._param if self._kind == "logits" else jnp.log(self._param)
+
+    @property
+    def probs(self):
+        return self._param if self._kind == "probs" else jax.nn.softmax(self._param, axis=-1)
+
+    @property
+    def num_categories(self) -> int:
+        return self._param.shape[-1]
+
+    @property
+    def batch_shape(self):
+        return tuple(self._param.shape[:-1])
+
+    @property
+    def support(self):
+        return constraints.IntegerInterval(0, self.num_categories - 1)
+
+    @property
+    def dtype(self):
+        return jnp.int32
+
+    def _sample(self, key, shape):
+        logits = jnp.broadcast_to(self.logits, shape + (self.num_categories,))
+        return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+    def log_prob(self, value):
+        value = jnp.asarray(value)
+        log_p = jax.nn.log_softmax(self.logits, axis=-1)
+        shape = jnp.broadcast_shapes(value.shape, self.batch_shape)
+        log_p = jnp.broadcast_to(log_p, shape + (self.num_categories,))
+        k = jnp.clip(jnp.broadcast_to(value, shape), 0, self.num_categories - 1).astype(jnp.int32)
+        out = jnp.take_along_axis(log_p, k[..., None], axis=-1)[..., 0]
+        inside = (value >= 0) & (value < self.num_categories) & (value == jnp.floor(value))
+        return jnp.where(inside, out, -jnp.inf)
+
+    def mean(self):
+        p = self.probs
+        return jnp.sum(p * jnp.arange(self.num_categories, dtype=p.dtype), axis=-1)
+
+    def variance(self):
+        p = self.probs
+        k = jnp.arange(self.num_categories, dtype=p.dtype)
+        m = jnp.sum(p * k, axis=-1)
+        return jnp.sum(p * k**2, axis=-1) - m**2
+
+    @property
+    def has_enumerate_support(self):
+        return True
+
+    def enumerate_support(self):
+        return jnp.arange(self.num_categories, dtype=jnp.int32)

@@ -1,0 +1,200 @@
+"""The `Distribution` base class: TFP's shape semantics, JAX pytrees, parameter validation.
+
+Shapes follow TensorFlow Probability: a draw from ``d.sample(sample_shape)`` has shape
+``sample_shape + d.batch_shape + d.event_shape`` and ``d.log_prob(x)`` has shape
+``sample_shape + d.batch_shape`` (one number per independent event).
+
+Every distribution is a JAX pytree whose leaves are its parameters, so distributions can be passed
+through ``jax.jit``, ``jax.vmap`` and ``jax.grad``.  Subclasses list their array parameters in
+``parameter_names`` and any static (hashable, non-array) fields in ``static_names``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, ClassVar, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coromix import constraints
+
+Shape = tuple[int, ...]
+
+
+def default_float() -> np.dtype:
+    """The float dtype JAX uses now: float64 when ``jax_enable_x64`` is on, else float32."""
+    return jnp.result_type(float)
+
+
+def as_float(x: Any) -> jax.Array:
+    """``x`` as a JAX array of a floating dtype (integers and bools become the default float)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(default_float())
+    return x
+
+
+def promote_floats(*xs: Any) -> tuple[jax.Array, ...]:
+    """Convert to floating arrays of one common dtype (not broadcast)."""
+    arrays = [as_float(x) for x in xs]
+    dtype = jnp.result_type(*arrays)
+    return tuple(a.astype(dtype) for a in arrays)
+
+
+def as_key(seed: Any) -> jax.Array:
+    """A JAX PRNG key from an int, an existing key, or ``None`` (a fresh random seed).
+
+    ``None`` draws fresh entropy from the operating system, like NumPy's default generator, so that
+    ``d.sample(n)`` works without a seed; pass an int for reproducible draws.
+    """
+    if seed is None:
+        seed = secrets.randbits(31)
+    if isinstance(seed, (int, np.integer)):
+        return jax.random.key(int(seed))
+    seed = jnp.asarray(seed) if not isinstance(seed, jax.Array) else seed
+    if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
+        return seed
+    if seed.dtype == jnp.uint32 and seed.shape == (2,):
+        return jax.random.wrap_key_data(seed)
+    if seed.shape == () and jnp.issubdtype(seed.dtype, jnp.integer):
+        return jax.random.key(seed)
+    raise TypeError(f"seed must be an int, a JAX PRNG key or None; got {type(seed).__name__} "
+                    f"with shape {getattr(seed, 'shape', None)}")
+
+
+def as_shape(shape: Any) -> Shape:
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    return tuple(int(s) for s in shape)
+
+
+def _show(x: Any) -> str:
+    x = np.asarray(x)
+    return str(x) if x.size <= 6 else f"an array of shape {x.shape} (min {x.min()}, max {x.max()})"
+
+
+def is_concrete(x: Any) -> bool:
+    """True when ``x`` has a value now (not a tracer inside jit/vmap/grad)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+class Distribution:
+    """Base class of coromix distributions.
+
+    Subclasses implement ``_sample(key, shape)`` (``shape = sample_shape + batch_shape``),
+    ``log_prob``, the shape properties, ``support`` and, where closed-form, ``mean``/``variance``.
+    They may list parameter checks in ``_parameter_checks`` as ``(parameter name, condition array,
+    expectation text)``, which run when ``validate_args`` is true and the values are concrete.
+    """
+
+    parameter_names: ClassVar[tuple[str, ...]] = ()
+    static_names: ClassVar[tuple[str, ...]] = ()
+    is_discrete: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_node(cls, cls._tree_flatten, cls._tree_unflatten)
+
+    def _tree_flatten(self):
+        children = tuple(getattr(self, n) for n in self.parameter_names)
+        aux = tuple(getattr(self, n) for n in self.static_names) + (self.name, self.validate_args)
+        return children, aux
+
+    @classmethod
+    def _tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        for n, v in zip(cls.parameter_names, children):
+            setattr(obj, n, v)
+        for n, v in zip(cls.static_names, aux[:-2]):
+            setattr(obj, n, v)
+        obj.name, obj.validate_args = aux[-2], aux[-1]
+        return obj
+
+    def _init_common(self, name: str | None, validate_args: bool) -> None:
+        self.name = name
+        self.validate_args = validate_args
+        if validate_args:
+            self._validate()
+
+    # --- validation -------------------------------------------------------------------------
+    def _parameter_checks(self) -> Sequence[tuple[str, Any, str]]:
+        return ()
+
+    def _label(self) -> str:
+        kind = type(self).__name__
+        return f"{kind} '{self.name}'" if self.name else kind
+
+    def _validate(self) -> None:
+        for param, ok, expected in self._parameter_checks():
+            value = getattr(self, param, None)
+            if not (is_concrete(ok) and is_concrete(value)):
+                continue
+            if not np.all(ok):
+                raise ValueError(f"{self._label()}: parameter `{param}` must be {expected}; got {_show(value)}")
+
+    def _check_value(self, value: jax.Array) -> None:
+        if not (self.validate_args and is_concrete(value)):
+            return
+        if not np.all(self.support.check(value)):
+            raise ValueError(f"{self._label()}: value outside the support ({self.support}); "
+                             f"got {_show(value)}")
+
+    # --- shapes -----------------------------------------------------------------------------
+    @property
+    def batch_shape(self) -> Shape:
+        raise NotImplementedError
+
+    @property
+    def event_shape(self) -> Shape:
+        return ()
+
+    @property
+    def support(self) -> constraints.Constraint:
+        raise NotImplementedError
+
+    @property
+    def dtype(self):
+        return jnp.result_type(*(getattr(self, n) for n in self.parameter_names)) if self.parameter_names else default_float()
+
+    # --- sampling and densities -------------------------------------------------------------
+    def sample(self, sample_shape: int | Sequence[int] = (), seed: Any = None) -> jax.Array:
+        """Draw ``sample_shape`` independent samples; result shape ``sample_shape + batch + event``."""
+        shape = as_shape(sample_shape) + tuple(self.batch_shape)
+        return self._sample(as_key(seed), shape)
+
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
+        raise NotImplementedError
+
+    def log_prob(self, value: Any) -> jax.Array:
+        raise NotImplementedError
+
+    def prob(self, value: Any) -> jax.Array:
+        return jnp.exp(self.log_prob(value))
+
+    def mean(self) -> jax.Array:
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form mean")
+
+    def variance(self) -> jax.Array:
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form variance")
+
+    def stddev(self) -> jax.Array:
+        return jnp.sqrt(self.variance())
+
+    # --- finite discrete support (used by enumeration) --------------------------------------
+    @property
+    def has_enumerate_support(self) -> bool:
+        return False
+
+    def enumerate_support(self) -> jax.Array:
+        """All values of a finite discrete support, shape ``(K,)`` (same for every batch member)."""
+        raise TypeError(f"{self._label()} has no finite support to enumerate")
+
+    def __repr__(self) -> str:
+        return f"{self._label()}(batch_shape={self.batch_shape}, event_shape={self.event_shape})"
+
+
+def batch_of(*params: jax.Array) -> Shape:
+    """Broadcast batch shape of scalar-event parameters."""
+    return tuple(jnp.broadcast_shapes(*(jnp.shape(p) for p in params)))

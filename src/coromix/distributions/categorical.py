@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from coromix import constraints
 from coromix.distributions.distribution import Distribution, as_float
@@ -97,4 +98,4 @@ class Categorical(Distribution):
         return True
 
     def enumerate_support(self):
-        return jnp.arange(self.num_categories, dtype=jnp.int32)
+        return np.arange(self.num_categories, dtype=np.int32)

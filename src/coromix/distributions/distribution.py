@@ -127,6 +127,8 @@ class Distribution:
         return f"{kind} '{self.name}'" if self.name else kind
 
     def _validate(self) -> None:
+        if not all(is_concrete(getattr(self, n)) for n in self.parameter_names):
+            return  # traced parameters (inside jit/vmap/grad) have no values to check
         for param, ok, expected in self._parameter_checks():
             value = getattr(self, param, None)
             if not (is_concrete(ok) and is_concrete(value)):
@@ -188,7 +190,11 @@ class Distribution:
         return False
 
     def enumerate_support(self) -> jax.Array:
-        """All values of a finite discrete support, shape ``(K,)`` (same for every batch member)."""
+        """All values of a finite discrete support as a NumPy array of shape ``(K,)``.
+
+        The same for every batch member, and concrete (not traced), so that enumeration can give
+        the model Python-usable values.
+        """
         raise TypeError(f"{self._label()} has no finite support to enumerate")
 
     def __repr__(self) -> str:

@@ -1,0 +1,217 @@
+"""Exact summing-out of finite discrete choices: paths and plates.
+
+Two mechanisms, chosen by the shape of the discrete variable:
+
+* **Paths.** A scalar finite discrete variable (batch and event shape ``()``) may be branched on with a
+  Python ``if``.  The model is run once per combination of such choices (a *path*), each time with a
+  concrete value, and the paths' log densities are combined with log-sum-exp.  The paths are found by
+  a depth-first replay of the model; their number is bounded by ``max_paths``.
+
+* **Plates.** A finite discrete variable with a batch shape ``S`` stands for ``S`` independent choices.
+  It is given all its values at once along a new axis on the left (an *enumeration dim*): the ``j``-th
+  enumerated variable of a run receives the value ``support`` of shape ``(K_j,) + (1,) * j + S``.  Later
+  terms that depend on it (by indexing ``mu[z]`` or ``jnp.where``) carry that axis; at the end, per plate
+  element, the terms that carry enumeration dims are summed and log-sum-exp'ed over those dims:
+
+      log p = sum(terms without enumeration dims)
+              + sum_{s in S} logsumexp_{k_0..k_E} sum(terms with enumeration dims)[k_E, .., k_0, s]
+
+  This costs ``O(prod_j K_j * |S|)`` work, not ``K^|S|``.
+
+Contract for plates: after a plate variable of shape ``S`` is enumerated, every term's batch shape (the
+shape of its ``log_prob``) is ``S``, a shape without the plate dims, or has the enumeration dims on
+its left followed by exactly ``S``.  Extra per-element dimensions belong in the event
+(``Independent``/``Sample``).  Shapes that break this raise an error rather than give a wrong number.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coromix.distributions.distribution import Distribution
+
+DEFAULT_MAX_PATHS = 1024
+
+
+class EnumerationError(ValueError):
+    """A discrete variable cannot be summed out (infinite support, too many paths, bad shapes)."""
+
+
+def _base_for_plate(dist: Distribution) -> Distribution | None:
+    """For Independent/Sample of a discrete distribution, the distribution scored elementwise."""
+    inner = getattr(dist, "distribution", None)
+    if inner is None or type(dist).__name__ not in ("Independent", "Sample"):
+        return None
+    if type(dist).__name__ == "Sample" and tuple(inner.batch_shape) != ():
+        raise EnumerationError(
+            f"{dist._label()}: a Sample of a batched discrete distribution cannot be enumerated; "
+            f"give the Categorical the full batch shape instead")
+    return _base_for_plate(inner) or inner
+
+
+def elementwise(dist: Distribution) -> Distribution:
+    """The distribution whose ``log_prob`` scores each discrete choice of ``dist`` separately."""
+    return _base_for_plate(dist) or dist
+
+
+def is_path_site(dist: Distribution) -> bool:
+    """A single discrete choice (shape ``()``): enumerated as paths, so the model may branch on it."""
+    return bool(dist.is_discrete) and tuple(dist.batch_shape) == () and tuple(dist.event_shape) == ()
+
+
+def support_values(dist: Distribution, name: str) -> np.ndarray:
+    """The finite support of a discrete variable as a concrete NumPy array, or a clear error."""
+    base = elementwise(dist)
+    if not base.has_enumerate_support:
+        raise EnumerationError(
+            f"variable {name!r} ({type(base).__name__}) has an infinite support, so it cannot be "
+            f"summed out; give it a value (observe it) or use a finite distribution")
+    try:
+        values = np.asarray(base.enumerate_support())
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError) as err:
+        raise EnumerationError(
+            f"variable {name!r}: its support depends on a value that is not known until run time "
+            f"({type(base).__name__} with a traced parameter); make it a constant") from err
+    return values
+
+
+class PathChooser:
+    """Gives the value of each scalar discrete choice on one path, recording what it saw."""
+
+    def __init__(self, prefix: tuple[int, ...]):
+        self.prefix = prefix
+        self.taken: list[int] = []
+        self.sizes: list[int] = []
+        self.names: list[str] = []
+
+    def choose(self, name: str, dist: Distribution) -> np.ndarray:
+        support = support_values(dist, name)
+        depth = len(self.taken)
+        index = self.prefix[depth] if depth < len(self.prefix) else 0
+        self.taken.append(index)
+        self.sizes.append(len(support))
+        self.names.append(name)
+        return support[index]
+
+
+def enumerate_paths(run_path: Callable[[PathChooser], Any], max_paths: int) -> list[Any]:
+    """Call ``run_path(chooser)`` once per path of the model's scalar discrete choices.
+
+    Depth-first: the first run takes the first support value at every choice; each run then queues
+    the siblings of the choices it made beyond its prefix.  Returns the results in path order.
+    """
+    results: list[Any] = []
+    pending: list[tuple[int, ...]] = [()]
+    seen_sizes: dict[str, int] = {}
+    while pending:
+        prefix = pending.pop()
+        chooser = PathChooser(prefix)
+        results.append(run_path(chooser))
+        siblings = []
+        for depth in range(len(prefix), len(chooser.taken)):
+            base = tuple(chooser.taken[:depth])
+            siblings += [base + (v,) for v in range(1, chooser.sizes[depth])]
+        pending += reversed(siblings)
+        seen_sizes.update(zip(chooser.names, chooser.sizes))
+        if len(results) + len(pending) > max_paths:
+            choices = ", ".join(f"{n!r} ({k} values)" for n, k in seen_sizes.items())
+            raise EnumerationError(
+                f"summing out the discrete choices {choices} takes more than max_paths={max_paths} "
+                f"runs of the model (one per combination). Use the vectorized form: one variable "
+                f"with a batch shape (e.g. Categorical(probs=jnp.broadcast_to(w, (N, K)))) used by "
+                f"indexing or jnp.where instead of Python `if`, a HiddenMarkovModel for chains, or "
+                f"raise max_paths")
+    return results
+
+
+class PlateEnumerator:
+    """Collects log-density terms of one run, enumerating batch-shaped discrete variables."""
+
+    def __init__(self):
+        self.plate_shape: tuple[int, ...] | None = None
+        self.sizes: list[int] = []  # K_j of the j-th enumerated variable
+        self.names: list[str] = []
+        self.terms: list[tuple[str, jax.Array]] = []
+
+    @property
+    def num_enum_dims(self) -> int:
+        return len(self.sizes)
+
+    def enumerate(self, name: str, dist: Distribution) -> jax.Array:
+        """All values of plate variable ``name`` along a new enumeration dim; records its term."""
+        support = support_values(dist, name)
+        full = tuple(dist.batch_shape) + tuple(dist.event_shape)
+        own = full[len(full) - len(self.plate_shape):] if self.plate_shape is not None else full
+        if self.plate_shape is None:
+            self.plate_shape = own
+        elif own != self.plate_shape:
+            raise EnumerationError(
+                f"plate variable {name!r} has shape {own} but an earlier one "
+                f"({self.names[0]!r}) has {self.plate_shape}; all enumerated batch-shaped discrete "
+                f"variables of a model must share one plate shape")
+        j = self.num_enum_dims
+        k = len(support)
+        value = jnp.broadcast_to(
+            jnp.asarray(support).reshape((k,) + (1,) * (j + len(own))), (k,) + (1,) * j + own)
+        self.sizes.append(k)
+        self.names.append(name)
+        self.add(name, elementwise(dist).log_prob(value))
+        return value
+
+    def add(self, name: str, term: jax.Array) -> None:
+        self.terms.append((name, jnp.asarray(term)))
+
+    def _split(self):
+        """Terms without enumeration dims (summed whole) and with them (aligned to full shape)."""
+        e, plate = self.num_enum_dims, self.plate_shape
+        enum_shape = tuple(reversed(self.sizes))
+        free, bound = [], []
+        for name, term in self.terms:
+            if e == 0 or term.ndim <= len(plate):
+                free.append(term)
+                continue
+            extra = term.shape[: term.ndim - len(plate)]
+            if term.ndim > e + len(plate) or term.shape[term.ndim - len(plate):] != plate:
+                raise EnumerationError(
+                    f"the log density of {name!r} has shape {term.shape}, which cannot be matched "
+                    f"element by element with the enumerated plate variable(s) "
+                    f"{self.names} (enumeration dims {enum_shape} on the left of the plate shape "
+                    f"{plate}). Move extra per-element dimensions into the event with Independent "
+                    f"or Sample, or index with the plate variable so its shape is kept")
+            aligned = (1,) * (e - len(extra)) + extra
+            if any(a not in (1, k) for a, k in zip(aligned, enum_shape)):
+                raise EnumerationError(
+                    f"the log density of {name!r} has shape {term.shape}: its leading dims "
+                    f"{extra} do not match the enumeration dims {enum_shape} of {self.names}; "
+                    f"use Independent or Sample for extra dimensions")
+            bound.append(term.reshape(aligned + plate))
+        return free, bound, enum_shape
+
+    def log_density(self) -> jax.Array:
+        """Sum of all terms with the enumerated plate variables summed out element by element."""
+        free, bound, enum_shape = self._split()
+        total = sum((jnp.sum(t) for t in free), jnp.zeros(()))
+        if bound:
+            joint = sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for t in bound)
+            total = total + jnp.sum(jax.nn.logsumexp(joint, axis=tuple(range(len(enum_shape)))))
+        return total
+
+    def responsibilities(self) -> dict[str, jax.Array]:
+        """``p(z_j[s] = k | everything else on this path)`` for each plate variable, shape S + (K_j,)."""
+        free, bound, enum_shape = self._split()
+        if not bound:
+            return {}
+        e = len(enum_shape)
+        joint = sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for t in bound)
+        log_norm = jax.nn.logsumexp(joint, axis=tuple(range(e)))
+        out = {}
+        for j, name in enumerate(self.names):
+            axis = e - 1 - j
+            others = tuple(a for a in range(e) if a != axis)
+            marginal = jax.nn.logsumexp(joint, axis=others) if others else joint
+            out[name] = jnp.moveaxis(jnp.exp(marginal - log_norm), 0, -1)
+        return out

@@ -1,0 +1,317 @@
+"""`JointDistributionCoroutine`: a joint distribution written as a generator describing one draw.
+
+All operations are handlers for the runner in :mod:`coromix.model`, combined with the path and plate
+enumeration of :mod:`coromix.enumerate`:
+
+* ``sample``: runs the model once per path, each vmapped over the draws; every draw keeps the path
+  that agrees with its own sampled discrete values, so the result is a proper ancestral sample.
+* ``log_prob`` / ``pin(...).unnormalized_log_prob``: run the model once per path with given values,
+  summing batch-shaped discrete variables out along enumeration dims, then log-sum-exp over paths.
+* ``discrete_posterior``: the same runs, normalized into conditional probabilities.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coromix import enumerate as enum
+from coromix import model as runner
+from coromix import transforms
+from coromix.distributions.distribution import Distribution, as_key, as_shape, is_concrete
+
+
+class Values(dict):
+    """A mapping name -> array in model order, whose entries are also attributes (``v.mu``)."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no variable named {name!r}; variables: {list(self)}") from None
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}: {getattr(v, 'dtype', type(v).__name__)}{list(np.shape(v))}"
+                          for k, v in self.items())
+        return f"Values({inner})"
+
+
+jax.tree_util.register_pytree_node(
+    Values, lambda v: (tuple(v.values()), tuple(v.keys())),
+    lambda keys, vals: Values(zip(keys, vals)))
+
+
+def _site_key(key: jax.Array, name: str) -> jax.Array:
+    """Each variable's own random stream, the same on every path (so shared prefixes agree)."""
+    return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def _wrap_errors(name: str, dist: Distribution, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except (enum.EnumerationError, runner.ModelDefinitionError):
+        raise
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"variable {name!r} ({type(dist).__name__}): {err}") from err
+
+
+class _Sampler:
+    """Handler: draws every variable not given; scalar discrete choices follow the path."""
+
+    def __init__(self, key: jax.Array, given: Mapping[str, Any], chooser: enum.PathChooser):
+        self.key, self.given, self.chooser = key, given, chooser
+        self.values: dict[str, jax.Array] = {}
+        self.on_path = jnp.asarray(True)
+
+    def __call__(self, name: str, dist: Distribution):
+        if name in self.given:
+            value = jnp.asarray(self.given[name])
+            self.values[name] = value
+            if enum.is_path_site(dist):
+                if is_concrete(value):
+                    return np.asarray(value)
+                chosen = self.chooser.choose(name, dist)
+                self.on_path = self.on_path & (value == chosen)
+                return chosen
+            return value
+        draw = _wrap_errors(name, dist, lambda: dist.sample(seed=_site_key(self.key, name)))
+        if enum.is_path_site(dist):
+            chosen = self.chooser.choose(name, dist)
+            self.on_path = self.on_path & (draw == chosen)
+            self.values[name] = jnp.asarray(chosen, dtype=draw.dtype)
+            return chosen
+        self.values[name] = draw
+        return draw
+
+
+class _Scorer:
+    """Handler: log density of given values; missing finite discrete variables are summed out.
+
+    Continuous variables listed in ``unconstrained`` take their value from unconstrained space
+    through the support's bijection, adding the log-det-Jacobian (the density NUTS needs).
+    """
+
+    def __init__(self, values: Mapping[str, Any], chooser: enum.PathChooser,
+                 unconstrained: Mapping[str, Any] | None = None):
+        self.given, self.chooser = values, chooser
+        self.unconstrained = unconstrained or {}
+        self.plates = enum.PlateEnumerator()
+        self.path_mask = jnp.zeros(())
+        self.path_values: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}
+
+    def __call__(self, name: str, dist: Distribution):
+        if name in self.given:
+            value = self.given[name]
+            if enum.is_path_site(dist) and not is_concrete(value):
+                chosen = self.chooser.choose(name, dist)
+                self.path_mask = self.path_mask + jnp.where(value == chosen, 0.0, -jnp.inf)
+                self.path_values[name] = chosen
+                value = chosen
+            elif enum.is_path_site(dist):
+                value = np.asarray(value)
+            self.plates.add(name, _wrap_errors(name, dist, lambda: dist.log_prob(value)))
+        elif name in self.unconstrained:
+            bijector = transforms.biject_to(dist.support)
+            u = self.unconstrained[name]
+            value = bijector.forward(u)
+            self.plates.add(name, _wrap_errors(name, dist, lambda: dist.log_prob(value)))
+            self.plates.add(f"{name} (Jacobian)", bijector.forward_log_det_jacobian(u))
+        elif not dist.is_discrete:
+            raise ValueError(
+                f"no value for the continuous variable {name!r}: only finite discrete variables "
+                f"are summed out; give {name!r} a value")
+        elif enum.is_path_site(dist):
+            value = self.chooser.choose(name, dist)
+            self.path_values[name] = value
+            self.plates.add(name, dist.log_prob(value))
+        else:
+            value = self.plates.enumerate(name, dist)
+        self.values[name] = value
+        return value
+
+    def log_density(self) -> jax.Array:
+        return self.plates.log_density() + self.path_mask
+
+
+class JointDistributionCoroutine:
+    """A joint distribution written as a generator function that describes ONE draw.
+
+    ``model`` takes no arguments (close over data and sizes) and yields distributions; each yield
+    returns the variable's value.  Variables are named after their assignment target, or ``name=``.
+
+    Finite discrete variables that are not given are summed out exactly (see
+    :mod:`coromix.enumerate`): scalar choices by running the model once per value (so Python ``if`` on
+    them is legal), batch-shaped choices element by element.  At most ``max_paths`` runs are allowed.
+
+    Example::
+
+        def model():
+            z = yield tfd.Categorical(probs=[0.6, 0.4])
+            mu = yield tfd.Normal(0.0, 5.0)
+            x = yield tfd.Normal(mu if z == 0 else mu + 3.0, 1.0)
+
+        jd = tfd.JointDistributionCoroutine(model)
+        draws = jd.sample(1000, seed=0)       # draws.z, draws.mu, draws.x: shape (1000,)
+        jd.log_prob(mu=0.3, x=1.2)            # log p(mu, x) = log sum_z p(z, mu, x)
+    """
+
+    Root = staticmethod(runner.root)
+
+    def __init__(self, model: Callable[[], Any], *, max_paths: int = enum.DEFAULT_MAX_PATHS,
+                 name: str | None = None):
+        if not callable(model):
+            raise TypeError(f"JointDistributionCoroutine needs a generator function; got "
+                            f"{type(model).__name__}")
+        self.model = model
+        self.max_paths = int(max_paths)
+        self.name = name or getattr(model, "__name__", "model")
+        self._shapes: dict[str, jax.ShapeDtypeStruct] | None = None
+
+    def __repr__(self) -> str:
+        return f"JointDistributionCoroutine({self.name})"
+
+    # --- running the model ------------------------------------------------------------------
+    def _paths(self, make_handler: Callable[[enum.PathChooser], Any]) -> list[Any]:
+        """One handler per path, each after a complete run of the model."""
+
+        def run_path(chooser):
+            handler = make_handler(chooser)
+            handler.sites = runner.run(self.model, handler)
+            return handler
+
+        return enum.enumerate_paths(run_path, self.max_paths)
+
+    def _sample_one(self, key: jax.Array, given: Mapping[str, Any]) -> Values:
+        """One ancestral draw (traced per draw under vmap), path chosen by its own discrete draws."""
+        handlers = self._paths(lambda chooser: _Sampler(key, given, chooser))
+        names = list(handlers[0].values)
+        for h in handlers[1:]:
+            if list(h.values) != names:
+                raise enum.EnumerationError(
+                    f"the model yields different variables on different paths ({names} versus "
+                    f"{list(h.values)}); every path must yield the same variables")
+        if len(handlers) == 1:
+            return Values(handlers[0].values)
+        which = jnp.argmax(jnp.stack([h.on_path for h in handlers]))
+        return Values((n, jnp.stack([jnp.asarray(h.values[n]) for h in handlers])[which])
+                      for n in names)
+
+    def sample(self, sample_shape: int | tuple[int, ...] = (), seed: Any = None,
+               value: Mapping[str, Any] | None = None) -> Values:
+        """Ancestral draws: name -> array of shape ``sample_shape + variable shape``, in model order.
+
+        ``seed`` is an int or a JAX key (``None``: fresh entropy).  ``value`` fixes some variables
+        (the others are drawn given them).
+        """
+        shape = as_shape(sample_shape)
+        given = dict(value or {})
+        n = int(np.prod(shape)) if shape else 1
+        keys = jax.random.split(as_key(seed), n)
+        draws = jax.vmap(lambda k: self._sample_one(k, given))(keys)
+        return Values((k, v.reshape(shape + v.shape[1:])) for k, v in draws.items())
+
+    # --- shapes -----------------------------------------------------------------------------
+    def event_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """Shape and dtype of each variable in one draw, in model order (found by an abstract run)."""
+        if self._shapes is None:
+            self._shapes = jax.eval_shape(lambda k: dict(self._sample_one(k, {})),
+                                          jax.random.key(0))
+        return self._shapes
+
+    @property
+    def variable_names(self) -> list[str]:
+        return list(self.event_shapes())
+
+    def _batch_of(self, values: Mapping[str, Any]) -> tuple[tuple[int, ...], dict[str, Any]]:
+        """Leading batch shape of a set of values (beyond one draw's shapes), and the arrays."""
+        shapes = self.event_shapes()
+        unknown = [k for k in values if k not in shapes]
+        if unknown:
+            raise ValueError(f"no variable named {unknown} in the model; its variables are "
+                             f"{list(shapes)}")
+        batch: tuple[int, ...] = ()
+        arrays = {}
+        for k, v in values.items():
+            v = jnp.asarray(v)
+            site = shapes[k].shape
+            if v.shape[v.ndim - len(site):] != site or v.ndim < len(site):
+                raise ValueError(f"value for {k!r} has shape {v.shape}; expected shape {site} "
+                                 f"(one draw) with optional leading batch dims")
+            try:
+                batch = jnp.broadcast_shapes(batch, v.shape[: v.ndim - len(site)])
+            except ValueError:
+                raise ValueError(f"value for {k!r} has batch shape {v.shape[:v.ndim - len(site)]}, "
+                                 f"which does not broadcast with the others' {batch}") from None
+            arrays[k] = v
+        return tuple(batch), arrays
+
+    def _batched(self, fn: Callable[[dict], Any], values: Mapping[str, Any]) -> Any:
+        """Apply a one-draw function to values with leading batch dims (vmapped)."""
+        batch, arrays = self._batch_of(values)
+        if not batch:
+            return fn(arrays)
+        shapes = self.event_shapes()
+        n = int(np.prod(batch))
+        flat = {k: jnp.broadcast_to(v, batch + shapes[k].shape).reshape((n,) + shapes[k].shape)
+                for k, v in arrays.items()}
+        out = jax.vmap(fn)(flat)
+        return jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
+
+    # --- densities --------------------------------------------------------------------------
+    def _score_paths(self, values: Mapping[str, Any],
+                     unconstrained: Mapping[str, Any] | None = None) -> list[_Scorer]:
+        return self._paths(lambda chooser: _Scorer(values, chooser, unconstrained))
+
+    def _log_prob_one(self, values: Mapping[str, Any]) -> jax.Array:
+        scorers = self._score_paths(values)
+        return jax.nn.logsumexp(jnp.stack([s.log_density() for s in scorers]))
+
+    def log_prob(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> jax.Array:
+        """Log density of the given values; finite discrete variables left out are summed out.
+
+        ``log p(x) = log sum_z p(x, z)`` over the discrete variables ``z`` not given.  Values may
+        carry leading batch dims (e.g. from ``sample(100)``), giving a result of that batch shape.
+        """
+        values = {**(values or {}), **kwargs}
+        return self._batched(self._log_prob_one, values)
+
+    def pin(self, values: Mapping[str, Any] | None = None, /, **observed: Any) -> "PinnedModel":
+        """Condition on observed values: the unnormalized posterior over the remaining variables."""
+        from coromix.pinned import PinnedModel
+
+        return PinnedModel(self, {**(values or {}), **observed})
+
+    def discrete_posterior(self, values: Mapping[str, Any] | None = None, /,
+                           **kwargs: Any) -> Values:
+        """Exact ``p(discrete variable | all given values)`` for each discrete variable not given.
+
+        Scalar choices get probabilities over their support, shape ``(K,)``; batch-shaped choices
+        get per-element responsibilities, shape ``S + (K,)``.  Values may carry leading batch dims
+        (e.g. posterior draws); the result then has them too.
+        """
+        values = {**(values or {}), **kwargs}
+        return self._batched(self._discrete_posterior_one, values)
+
+    def _discrete_posterior_one(self, values: Mapping[str, Any]) -> Values:
+        scorers = self._score_paths(values)
+        log_w = jnp.stack([s.log_density() for s in scorers])
+        weights = jnp.exp(log_w - jax.nn.logsumexp(log_w))
+        out: dict[str, jax.Array] = {}
+        path_names = [n for n in scorers[0].path_values if n not in values]
+        for name in path_names:
+            support = enum.support_values(
+                next(s.distribution for s in scorers[0].sites if s.name == name), name)
+            probs = jnp.zeros(len(support), weights.dtype)
+            for w, s in zip(weights, scorers):
+                probs = probs + w * (jnp.asarray(support) == s.path_values[name])
+            out[name] = probs
+        for w, s in zip(weights, scorers):
+            for name, resp in s.plates.responsibilities().items():
+                out[name] = out.get(name, 0.0) + w * resp
+        order = [s.name for s in scorers[0].sites]
+        return Values((n, out[n]) for n in order if n in out)

@@ -1,0 +1,115 @@
+"""`PinnedModel`: a joint distribution conditioned on observed values (an unnormalized posterior).
+
+Its free continuous variables are the parameters inference works on.  Free finite discrete variables
+are summed out exactly, so the density is a smooth function of the continuous parameters only.  On
+unconstrained space (each support mapped to all reals by :func:`coromix.transforms.biject_to`)::
+
+    log p~(u) = log p(x = T(u), observed) + log |det dT/du|
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from coromix import transforms
+from coromix.distributions.distribution import as_key
+from coromix.joint import Values
+
+if TYPE_CHECKING:
+    from coromix.joint import JointDistributionCoroutine
+
+
+class PinnedModel:
+    """``p(free variables | observed)`` up to a constant.
+
+    Example::
+
+        posterior = jd.pin(x=data)
+        u = posterior.init(seed=0)                   # a point in unconstrained space
+        posterior.unconstrained_log_prob(u)          # what NUTS evaluates
+        posterior.to_constrained(u)                  # Values in the model's own space
+    """
+
+    def __init__(self, joint: "JointDistributionCoroutine", observed: Mapping[str, Any]):
+        self.joint = joint
+        _, arrays = joint._batch_of(observed)
+        shapes = joint.event_shapes()
+        for k, v in arrays.items():
+            if v.shape != shapes[k].shape:
+                raise ValueError(f"observed value for {k!r} has shape {v.shape}; pin() takes one "
+                                 f"draw's shape {shapes[k].shape}")
+        self.observed = arrays
+        self._parameters: dict[str, tuple[tuple[int, ...], Any]] | None = None
+
+    def __repr__(self) -> str:
+        return (f"PinnedModel({self.joint.name}, observed={list(self.observed)}, "
+                f"parameters={list(self.parameter_shapes)})")
+
+    @property
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Unconstrained shape of each free continuous variable, in model order."""
+        return {k: s for k, (s, _) in self._parameter_info().items()}
+
+    def _parameter_info(self):
+        if self._parameters is None:
+            def trace(key):
+                draw = self.joint._sample_one(key, self.observed)
+                info = {}
+                handler = self._handler_for(draw)
+                for site in handler.sites:
+                    if site.name in self.observed or site.distribution.is_discrete:
+                        continue
+                    bij = transforms.biject_to(site.distribution.support)
+                    info[site.name] = bij.inverse(jnp.asarray(site.value))
+                return info
+
+            abstract = jax.eval_shape(trace, jax.random.key(0))
+            self._parameters = {k: (v.shape, v.dtype) for k, v in abstract.items()}
+        return self._parameters
+
+    def _handler_for(self, draw: Mapping[str, Any]):
+        """A scoring run at a full draw (used to read each site's distribution)."""
+        return self.joint._score_paths(dict(draw))[0]
+
+    def _split(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        names = self.parameter_shapes
+        missing = [k for k in names if k not in values]
+        extra = [k for k in values if k not in names]
+        if missing or extra:
+            raise ValueError(f"expected values for the free continuous variables {list(names)}; "
+                             f"missing {missing}, unexpected {extra}")
+        return dict(values)
+
+    def unnormalized_log_prob(self, values: Mapping[str, Any]) -> jax.Array:
+        """``log p(values, observed)`` with free discrete variables summed out (constrained space)."""
+        return self.joint.log_prob({**self.observed, **self._split(values)})
+
+    def unconstrained_log_prob(self, unconstrained: Mapping[str, Any]) -> jax.Array:
+        """Log density on unconstrained space (with the log-det-Jacobian): what NUTS samples."""
+        u = self._split(unconstrained)
+        scorers = self.joint._score_paths(self.observed, u)
+        return jax.nn.logsumexp(jnp.stack([s.log_density() for s in scorers]))
+
+    def to_constrained(self, unconstrained: Mapping[str, Any]) -> Values:
+        """Map unconstrained parameters to the model's variables (a run of the model)."""
+        u = self._split(unconstrained)
+        scorer = self.joint._score_paths(self.observed, u)[0]
+        return Values((k, scorer.values[k]) for k in self.parameter_shapes)
+
+    def to_unconstrained(self, values: Mapping[str, Any]) -> dict[str, jax.Array]:
+        """Inverse of :meth:`to_constrained`."""
+        values = self._split(values)
+        scorer = self.joint._score_paths({**self.observed, **values})[0]
+        return {s.name: transforms.biject_to(s.distribution.support).inverse(jnp.asarray(values[s.name]))
+                for s in scorer.sites if s.name in values}
+
+    def init(self, seed: Any = None, *, radius: float = 2.0) -> dict[str, jax.Array]:
+        """A starting point: uniform in ``(-radius, radius)`` on unconstrained space (Stan's default)."""
+        key = as_key(seed)
+        info = self._parameter_info()
+        keys = jax.random.split(key, max(len(info), 1))
+        return {k: jax.random.uniform(kk, shape, dtype, -radius, radius)
+                for kk, (k, (shape, dtype)) in zip(keys, info.items())}

@@ -69,8 +69,9 @@ def _yield_info(code, lasti: int) -> tuple[str | None, bool, int]:
         if after and ins.opname not in _SKIP_OPS:
             target = ins.argval if ins.opname in _STORE_OPS else None
             break
-    in_loop = any(ins.opname.startswith("JUMP_BACKWARD") and ins.argval <= lasti < ins.offset
-                  for ins in instructions)
+    # A backward jump over the yield means a loop; JUMP_BACKWARD_NO_INTERRUPT is `yield from`'s own.
+    in_loop = any("BACKWARD" in ins.opname and "NO_INTERRUPT" not in ins.opname
+                  and ins.argval <= lasti < ins.offset for ins in instructions)
     return target, in_loop, line
 
 

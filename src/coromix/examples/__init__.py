@@ -1,0 +1,1 @@
+"""Models shipped with coromix, used by ``coromix demo`` and the tests."""

@@ -59,8 +59,9 @@ def elementwise(dist: Distribution) -> Distribution:
 
 
 def is_path_site(dist: Distribution) -> bool:
-    """A single discrete choice (shape ``()``): enumerated as paths, so the model may branch on it."""
-    return bool(dist.is_discrete) and tuple(dist.batch_shape) == () and tuple(dist.event_shape) == ()
+    """A single finite discrete choice (shape ``()``): enumerated as paths, so ``if`` on it works."""
+    return (bool(dist.is_discrete) and dist.has_enumerate_support
+            and tuple(dist.batch_shape) == () and tuple(dist.event_shape) == ())
 
 
 def support_values(dist: Distribution, name: str) -> np.ndarray:

@@ -12,6 +12,7 @@ enumeration of :mod:`coromix.enumerate`:
 
 from __future__ import annotations
 
+import functools
 import zlib
 from typing import Any, Callable, Mapping
 
@@ -171,6 +172,7 @@ class JointDistributionCoroutine:
         self.max_paths = int(max_paths)
         self.name = name or getattr(model, "__name__", "model")
         self._shapes: dict[str, jax.ShapeDtypeStruct] | None = None
+        self._compiled_samplers: dict[tuple[int, ...], Callable] = {}
 
     def __repr__(self) -> str:
         return f"JointDistributionCoroutine({self.name})"
@@ -208,19 +210,25 @@ class JointDistributionCoroutine:
         ``seed`` is an int or a JAX key (``None``: fresh entropy).  ``value`` fixes some variables
         (the others are drawn given them).
         """
+        given = {k: jnp.asarray(v) for k, v in (value or {}).items()}
         shape = as_shape(sample_shape)
-        given = dict(value or {})
-        n = int(np.prod(shape)) if shape else 1
-        keys = jax.random.split(as_key(seed), n)
-        draws = jax.vmap(lambda k: self._sample_one(k, given))(keys)
-        return Values((k, v.reshape(shape + v.shape[1:])) for k, v in draws.items())
+        if shape not in self._compiled_samplers:
+            # one compiled sampler per sample shape
+            n = int(np.prod(shape)) if shape else 1
+
+            def sample(key, given):
+                draws = jax.vmap(lambda k: self._sample_one(k, given))(jax.random.split(key, n))
+                return Values((k, v.reshape(shape + v.shape[1:])) for k, v in draws.items())
+
+            self._compiled_samplers[shape] = jax.jit(sample)
+        return self._compiled_samplers[shape](as_key(seed), given)
 
     # --- shapes -----------------------------------------------------------------------------
     def event_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
         """Shape and dtype of each variable in one draw, in model order (found by an abstract run)."""
         if self._shapes is None:
-            self._shapes = jax.eval_shape(lambda k: dict(self._sample_one(k, {})),
-                                          jax.random.key(0))
+            # Values (not dict) keeps model order through the pytree round trip
+            self._shapes = jax.eval_shape(lambda k: self._sample_one(k, {}), jax.random.key(0))
         return self._shapes
 
     @property
@@ -277,8 +285,11 @@ class JointDistributionCoroutine:
         ``log p(x) = log sum_z p(x, z)`` over the discrete variables ``z`` not given.  Values may
         carry leading batch dims (e.g. from ``sample(100)``), giving a result of that batch shape.
         """
-        values = {**(values or {}), **kwargs}
-        return self._batched(self._log_prob_one, values)
+        return self._compiled_log_prob({**(values or {}), **kwargs})
+
+    @functools.cached_property
+    def _compiled_log_prob(self):
+        return jax.jit(lambda values: self._batched(self._log_prob_one, values))
 
     def pin(self, values: Mapping[str, Any] | None = None, /, **observed: Any) -> "PinnedModel":
         """Condition on observed values: the unnormalized posterior over the remaining variables."""
@@ -294,8 +305,11 @@ class JointDistributionCoroutine:
         get per-element responsibilities, shape ``S + (K,)``.  Values may carry leading batch dims
         (e.g. posterior draws); the result then has them too.
         """
-        values = {**(values or {}), **kwargs}
-        return self._batched(self._discrete_posterior_one, values)
+        return self._compiled_discrete_posterior({**(values or {}), **kwargs})
+
+    @functools.cached_property
+    def _compiled_discrete_posterior(self):
+        return jax.jit(lambda values: self._batched(self._discrete_posterior_one, values))
 
     def _discrete_posterior_one(self, values: Mapping[str, Any]) -> Values:
         scorers = self._score_paths(values)

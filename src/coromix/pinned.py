@@ -57,7 +57,7 @@ class PinnedModel:
         if self._parameters is None:
             def trace(key):
                 draw = self.joint._sample_one(key, self.observed)
-                info = {}
+                info = Values()
                 handler = self._handler_for(draw)
                 for site in handler.sites:
                     if site.name in self.observed or site.distribution.is_discrete:

@@ -241,3 +241,27 @@ def test_plate_within_paths():
         np.testing.assert_allclose(post.wide, np.exp(np.array(per_path) - logsumexp(per_path)),
                                    rtol=1e-10)
         assert post.z.shape == (10, 2)
+
+
+def test_sample_discrete_draws_from_the_exact_conditional():
+    data = jnp.asarray(gmm_data(n=8))
+
+    def model():
+        wide = yield tfd.Bernoulli(probs=0.5)
+        mu = yield tfd.Normal(jnp.zeros(3), 5.0)
+        z = yield tfd.Categorical(probs=jnp.full((8, 3), 1 / 3))
+        x = yield tfd.Normal(mu[z], 2.0 if wide == 1 else 1.0)
+
+    jd = tfd.JointDistributionCoroutine(model)
+    given = {"mu": jnp.array([-3.0, 0.0, 4.0]), "x": data}
+    post = jd.discrete_posterior(given)
+    n = 4000
+    batch = {k: jnp.broadcast_to(v, (n,) + v.shape) for k, v in given.items()}
+    draws = jd.sample_discrete(batch, seed=0)
+    assert draws.wide.shape == (n,) and draws.z.shape == (n, 8)
+    freq_wide = np.mean(np.asarray(draws.wide) == 1)
+    p = float(post.wide[1])
+    assert abs(freq_wide - p) < 4 * np.sqrt(p * (1 - p) / n) + 1e-9
+    freq_z = np.stack([np.mean(np.asarray(draws.z) == k, axis=0) for k in range(3)], -1)
+    se = np.sqrt(np.asarray(post.z) * (1 - np.asarray(post.z)) / n)
+    assert np.all(np.abs(freq_z - np.asarray(post.z)) < 4 * se + 1e-3)

@@ -136,6 +136,7 @@ class PlateEnumerator:
         self.plate_shape: tuple[int, ...] | None = None
         self.sizes: list[int] = []  # K_j of the j-th enumerated variable
         self.names: list[str] = []
+        self.supports: list[np.ndarray] = []
         self.terms: list[tuple[str, jax.Array]] = []
 
     @property
@@ -160,6 +161,7 @@ class PlateEnumerator:
             jnp.asarray(support).reshape((k,) + (1,) * (j + len(own))), (k,) + (1,) * j + own)
         self.sizes.append(k)
         self.names.append(name)
+        self.supports.append(support)
         self.add(name, elementwise(dist).log_prob(value))
         return value
 
@@ -201,13 +203,19 @@ class PlateEnumerator:
             total = total + jnp.sum(jax.nn.logsumexp(joint, axis=tuple(range(len(enum_shape)))))
         return total
 
+    def _joint(self):
+        """Summed terms over enumeration dims and plate, shape ``(K_{E-1}, .., K_0) + S``."""
+        _, bound, enum_shape = self._split()
+        if not bound:
+            return None
+        return sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for t in bound)
+
     def responsibilities(self) -> dict[str, jax.Array]:
         """``p(z_j[s] = k | everything else on this path)`` for each plate variable, shape S + (K_j,)."""
-        free, bound, enum_shape = self._split()
-        if not bound:
+        joint = self._joint()
+        if joint is None:
             return {}
-        e = len(enum_shape)
-        joint = sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for t in bound)
+        e = self.num_enum_dims
         log_norm = jax.nn.logsumexp(joint, axis=tuple(range(e)))
         out = {}
         for j, name in enumerate(self.names):
@@ -216,3 +224,16 @@ class PlateEnumerator:
             marginal = jax.nn.logsumexp(joint, axis=others) if others else joint
             out[name] = jnp.moveaxis(jnp.exp(marginal - log_norm), 0, -1)
         return out
+
+    def sample(self, key: jax.Array) -> dict[str, jax.Array]:
+        """One joint draw of all plate variables from their exact conditional, element by element."""
+        joint = self._joint()
+        if joint is None:
+            return {}
+        e = self.num_enum_dims
+        per_element = jnp.moveaxis(joint, tuple(range(e)), tuple(range(-e, 0)))
+        flat = per_element.reshape(self.plate_shape + (-1,))
+        index = jax.random.categorical(key, flat, axis=-1)
+        indices = jnp.unravel_index(index, tuple(reversed(self.sizes)))
+        return {name: jnp.asarray(support)[indices[e - 1 - j]]
+                for j, (name, support) in enumerate(zip(self.names, self.supports))}

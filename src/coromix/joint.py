@@ -258,16 +258,23 @@ class JointDistributionCoroutine:
             arrays[k] = v
         return tuple(batch), arrays
 
-    def _batched(self, fn: Callable[[dict], Any], values: Mapping[str, Any]) -> Any:
-        """Apply a one-draw function to values with leading batch dims (vmapped)."""
+    def _batched(self, fn: Callable[..., Any], values: Mapping[str, Any],
+                 key: jax.Array | None = None) -> Any:
+        """Apply a one-draw function to values with leading batch dims (vmapped).
+
+        With ``key``, ``fn(values, key)`` gets an independent key per batch member.
+        """
         batch, arrays = self._batch_of(values)
         if not batch:
-            return fn(arrays)
+            return fn(arrays) if key is None else fn(arrays, key)
         shapes = self.event_shapes()
         n = int(np.prod(batch))
         flat = {k: jnp.broadcast_to(v, batch + shapes[k].shape).reshape((n,) + shapes[k].shape)
                 for k, v in arrays.items()}
-        out = jax.vmap(fn)(flat)
+        if key is None:
+            out = jax.vmap(fn)(flat)
+        else:
+            out = jax.vmap(fn)(flat, jax.random.split(key, n))
         return jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
 
     # --- densities --------------------------------------------------------------------------
@@ -310,6 +317,29 @@ class JointDistributionCoroutine:
     @functools.cached_property
     def _compiled_discrete_posterior(self):
         return jax.jit(lambda values: self._batched(self._discrete_posterior_one, values))
+
+    def sample_discrete(self, values: Mapping[str, Any] | None = None, /, seed: Any = None,
+                        **kwargs: Any) -> Values:
+        """One draw of the discrete variables not given from ``p(discrete | given values)``.
+
+        Exact and joint: the path of scalar choices is drawn from its posterior weight, then the
+        batch-shaped choices element by element given that path.  Leading batch dims of the values
+        (e.g. posterior draws) give one independent draw per batch member.
+        """
+        return self._compiled_sample_discrete({**(values or {}), **kwargs}, as_key(seed))
+
+    @functools.cached_property
+    def _compiled_sample_discrete(self):
+        return jax.jit(lambda values, key: self._batched(self._sample_discrete_one, values, key))
+
+    def _sample_discrete_one(self, values: Mapping[str, Any], key: jax.Array) -> Values:
+        scorers = self._score_paths(values)
+        path_key, plate_key = jax.random.split(key)
+        which = jax.random.categorical(path_key, jnp.stack([s.log_density() for s in scorers]))
+        draws = [{**{n: jnp.asarray(v) for n, v in s.path_values.items() if n not in values},
+                  **s.plates.sample(plate_key)} for s in scorers]
+        order = [s.name for s in scorers[0].sites]
+        return Values((n, jnp.stack([d[n] for d in draws])[which]) for n in order if n in draws[0])
 
     def _discrete_posterior_one(self, values: Mapping[str, Any]) -> Values:
         scorers = self._score_paths(values)

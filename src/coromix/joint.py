@@ -12,7 +12,6 @@ enumeration of :mod:`coromix.enumerate`:
 
 from __future__ import annotations
 
-import functools
 import zlib
 from typing import Any, Callable, Mapping
 
@@ -172,7 +171,7 @@ class JointDistributionCoroutine:
         self.max_paths = int(max_paths)
         self.name = name or getattr(model, "__name__", "model")
         self._shapes: dict[str, jax.ShapeDtypeStruct] | None = None
-        self._compiled_samplers: dict[tuple[int, ...], Callable] = {}
+        self._compiled: dict[Any, Callable | None] = {}
 
     def __repr__(self) -> str:
         return f"JointDistributionCoroutine({self.name})"
@@ -212,16 +211,26 @@ class JointDistributionCoroutine:
         """
         given = {k: jnp.asarray(v) for k, v in (value or {}).items()}
         shape = as_shape(sample_shape)
-        if shape not in self._compiled_samplers:
-            # one compiled sampler per sample shape
-            n = int(np.prod(shape)) if shape else 1
+        n = int(np.prod(shape)) if shape else 1
 
-            def sample(key, given):
-                draws = jax.vmap(lambda k: self._sample_one(k, given))(jax.random.split(key, n))
-                return Values((k, v.reshape(shape + v.shape[1:])) for k, v in draws.items())
+        def sample(key, given):
+            draws = jax.vmap(lambda k: self._sample_one(k, given))(jax.random.split(key, n))
+            return Values((k, v.reshape(shape + v.shape[1:])) for k, v in draws.items())
 
-            self._compiled_samplers[shape] = jax.jit(sample)
-        return self._compiled_samplers[shape](as_key(seed), given)
+        return self._call(("sample", shape), sample, as_key(seed), given)
+
+    def _call(self, key: Any, fn: Callable, *args: Any) -> Any:
+        """Run ``fn`` eagerly the first time, compiled (``jax.jit``) from the second time on.
+
+        A model built for one call (e.g. inside a Python loop) then costs no compilation, its
+        parameter checks see concrete values, and repeated calls run compiled.
+        """
+        if key not in self._compiled:
+            self._compiled[key] = None
+            return fn(*args)
+        if self._compiled[key] is None:
+            self._compiled[key] = jax.jit(fn)
+        return self._compiled[key](*args)
 
     # --- shapes -----------------------------------------------------------------------------
     def event_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
@@ -292,11 +301,8 @@ class JointDistributionCoroutine:
         ``log p(x) = log sum_z p(x, z)`` over the discrete variables ``z`` not given.  Values may
         carry leading batch dims (e.g. from ``sample(100)``), giving a result of that batch shape.
         """
-        return self._compiled_log_prob({**(values or {}), **kwargs})
-
-    @functools.cached_property
-    def _compiled_log_prob(self):
-        return jax.jit(lambda values: self._batched(self._log_prob_one, values))
+        return self._call("log_prob", lambda v: self._batched(self._log_prob_one, v),
+                          {**(values or {}), **kwargs})
 
     def pin(self, values: Mapping[str, Any] | None = None, /, **observed: Any) -> "PinnedModel":
         """Condition on observed values: the unnormalized posterior over the remaining variables."""
@@ -312,11 +318,9 @@ class JointDistributionCoroutine:
         get per-element responsibilities, shape ``S + (K,)``.  Values may carry leading batch dims
         (e.g. posterior draws); the result then has them too.
         """
-        return self._compiled_discrete_posterior({**(values or {}), **kwargs})
-
-    @functools.cached_property
-    def _compiled_discrete_posterior(self):
-        return jax.jit(lambda values: self._batched(self._discrete_posterior_one, values))
+        return self._call("discrete_posterior",
+                          lambda v: self._batched(self._discrete_posterior_one, v),
+                          {**(values or {}), **kwargs})
 
     def sample_discrete(self, values: Mapping[str, Any] | None = None, /, seed: Any = None,
                         **kwargs: Any) -> Values:
@@ -326,11 +330,9 @@ class JointDistributionCoroutine:
         batch-shaped choices element by element given that path.  Leading batch dims of the values
         (e.g. posterior draws) give one independent draw per batch member.
         """
-        return self._compiled_sample_discrete({**(values or {}), **kwargs}, as_key(seed))
-
-    @functools.cached_property
-    def _compiled_sample_discrete(self):
-        return jax.jit(lambda values, key: self._batched(self._sample_discrete_one, values, key))
+        return self._call("sample_discrete",
+                          lambda v, k: self._batched(self._sample_discrete_one, v, k),
+                          {**(values or {}), **kwargs}, as_key(seed))
 
     def _sample_discrete_one(self, values: Mapping[str, Any], key: jax.Array) -> Values:
         scorers = self._score_paths(values)

@@ -1,5 +1,7 @@
 """JointDistributionCoroutine on continuous models: sampling, log_prob, pin, jit/grad/vmap."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,3 +146,31 @@ def test_vector_model_with_data_closed_over():
     np.testing.assert_allclose(lp, ref, rtol=1e-5)
     with pytest.raises(ValueError, match=r"value for 'y' has shape \(3,\); expected shape \(4,\)"):
         jd.log_prob(mu=0.2, sigma=0.7, y=data[:3])
+
+
+def test_mixture_as_an_observed_node():
+    with jax.enable_x64(True):
+        def model():
+            loc = yield tfd.Normal(jnp.zeros(2), 3.0)
+            x = yield tfd.MixtureSameFamily(tfd.Categorical(probs=jnp.array([0.3, 0.7])),
+                                            tfd.Normal(loc, 1.0))
+
+        jd = tfd.JointDistributionCoroutine(model)
+        loc = np.array([-1.0, 2.0])
+        expected = (stats.norm.logpdf(loc, 0, 3).sum()
+                    + np.log(0.3 * stats.norm.pdf(0.5, -1, 1) + 0.7 * stats.norm.pdf(0.5, 2, 1)))
+        np.testing.assert_allclose(jd.log_prob(loc=loc, x=0.5), expected, rtol=1e-12)
+        assert jd.sample(100, seed=0).x.shape == (100,)
+        posterior = jd.pin(x=0.5)
+        assert posterior.parameter_shapes == {"loc": (2,)}
+
+
+def test_names_of_the_seed_step_model():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "seed_dynamic", Path(__file__).resolve().parents[1] / "examples" / "seed_dynamic_mixture.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    jd = tfd.JointDistributionCoroutine(module.dynamic_mixture_step(0.3))
+    assert jd.variable_names == ["component_selection", "mu1", "mu2", "sigma", "observed_data"]

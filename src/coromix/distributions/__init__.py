@@ -3,5 +3,56 @@
 from coromix.distributions.distribution import Distribution
 from coromix.distributions.normal import Normal
 from coromix.distributions.categorical import Categorical
+from coromix.distributions.half_normal import HalfNormal
+from coromix.distributions.log_normal import LogNormal
+from coromix.distributions.student_t import StudentT
+from coromix.distributions.cauchy import Cauchy
+from coromix.distributions.half_cauchy import HalfCauchy
+from coromix.distributions.laplace import Laplace
+from coromix.distributions.exponential import Exponential
+from coromix.distributions.gamma import Gamma
+from coromix.distributions.inverse_gamma import InverseGamma
+from coromix.distributions.beta import Beta
+from coromix.distributions.uniform import Uniform
+from coromix.distributions.dirichlet import Dirichlet
+from coromix.distributions.mvn_tril import MultivariateNormalTriL
+from coromix.distributions.bernoulli import Bernoulli
+from coromix.distributions.binomial import Binomial
+from coromix.distributions.poisson import Poisson
+from coromix.distributions.negative_binomial import NegativeBinomial
+from coromix.distributions.independent import Independent
+from coromix.distributions.sample import Sample
 
-__all__ = ["Distribution", "Normal", "Categorical"]
+__all__ = [
+    "Distribution",
+    "Normal",
+    "Categorical",
+    "HalfNormal",
+    "LogNormal",
+    "StudentT",
+    "Cauchy",
+    "HalfCauchy",
+    "Laplace",
+    "Exponential",
+    "Gamma",
+    "InverseGamma",
+    "Beta",
+    "Uniform",
+    "Dirichlet",
+    "MultivariateNormalTriL",
+    "Bernoulli",
+    "Binomial",
+    "Poisson",
+    "NegativeBinomial",
+    "Independent",
+    "Sample",
+]
+from coromix.distributions.ordered import Ordered  # noqa: E402
+from coromix.distributions.mixture import Mixture  # noqa: E402
+from coromix.distributions.mixture_same_family import MixtureSameFamily  # noqa: E402
+
+__all__ += ["Ordered", "Mixture", "MixtureSameFamily"]
+
+from coromix.joint import JointDistributionCoroutine  # noqa: E402  (needs the classes above)
+
+__all__ += ["JointDistributionCoroutine"]

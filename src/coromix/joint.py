@@ -23,26 +23,7 @@ from coromix import enumerate as enum
 from coromix import model as runner
 from coromix import transforms
 from coromix.distributions.distribution import Distribution, as_key, as_shape, is_concrete
-
-
-class Values(dict):
-    """A mapping name -> array in model order, whose entries are also attributes (``v.mu``)."""
-
-    def __getattr__(self, name: str):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"no variable named {name!r}; variables: {list(self)}") from None
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}: {getattr(v, 'dtype', type(v).__name__)}{list(np.shape(v))}"
-                          for k, v in self.items())
-        return f"Values({inner})"
-
-
-jax.tree_util.register_pytree_node(
-    Values, lambda v: (tuple(v.values()), tuple(v.keys())),
-    lambda keys, vals: Values(zip(keys, vals)))
+from coromix.model import Values
 
 
 def _site_key(key: jax.Array, name: str) -> jax.Array:

@@ -29,10 +29,33 @@ import functools
 import inspect
 from typing import Any, Callable, NamedTuple
 
+import jax
+import numpy as np
+
 from coromix.distributions.distribution import Distribution
 
 _STORE_OPS = {"STORE_FAST", "STORE_NAME", "STORE_DEREF", "STORE_GLOBAL"}
 _SKIP_OPS = {"RESUME", "CACHE", "NOP", "EXTENDED_ARG"}
+
+
+class Values(dict):
+    """A mapping name -> array in model order, whose entries are also attributes (``v.mu``)."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no variable named {name!r}; variables: {list(self)}") from None
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}: {getattr(v, 'dtype', type(v).__name__)}{list(np.shape(v))}"
+                          for k, v in self.items())
+        return f"Values({inner})"
+
+
+jax.tree_util.register_pytree_node(
+    Values, lambda v: (tuple(v.values()), tuple(v.keys())),
+    lambda keys, vals: Values(zip(keys, vals)))
 
 
 class Site(NamedTuple):

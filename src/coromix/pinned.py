@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from coromix import transforms
 from coromix.distributions.distribution import as_key
-from coromix.joint import Values
+from coromix.model import Values
 
 if TYPE_CHECKING:
     from coromix.joint import JointDistributionCoroutine

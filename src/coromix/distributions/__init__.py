@@ -51,7 +51,9 @@ from coromix.distributions.ordered import Ordered  # noqa: E402
 from coromix.distributions.mixture import Mixture  # noqa: E402
 from coromix.distributions.mixture_same_family import MixtureSameFamily  # noqa: E402
 
-__all__ += ["Ordered", "Mixture", "MixtureSameFamily"]
+from coromix.distributions.regime_switching import RegimeSwitching  # noqa: E402
+
+__all__ += ["Ordered", "Mixture", "MixtureSameFamily", "RegimeSwitching"]
 
 from coromix.joint import JointDistributionCoroutine  # noqa: E402  (needs the classes above)
 

@@ -1,0 +1,62 @@
+"""Beta distribution."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import betaln, xlog1py, xlogy
+
+from coromix import constraints
+from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+
+
+class Beta(Distribution):
+    """Beta(concentration1, concentration0): with ``a = concentration1``, ``b = concentration0``,
+    density ``x**(a - 1) (1 - x)**(b - 1) / B(a, b)`` for ``0 < x < 1``.
+
+    ``log_prob`` is ``-inf`` outside ``[0, 1]``; at 0 and 1 it is the density's limit (as SciPy).
+
+    >>> Beta(2.0, 1.0).log_prob(0.5)   # log(2 * 0.5) = 0
+    """
+
+    parameter_names = ("concentration1", "concentration0")
+
+    def __init__(self, concentration1, concentration0, *, validate_args: bool = True,
+                 name: str | None = None):
+        self.concentration1, self.concentration0 = promote_floats(concentration1, concentration0)
+        self._init_common(name, validate_args)
+
+    def _parameter_checks(self):
+        return [("concentration1", self.concentration1 > 0, "positive"),
+                ("concentration0", self.concentration0 > 0, "positive")]
+
+    @property
+    def batch_shape(self):
+        return batch_of(self.concentration1, self.concentration0)
+
+    @property
+    def support(self):
+        return constraints.unit_interval
+
+    def _sample(self, key, shape):
+        a = jnp.broadcast_to(self.concentration1, shape)
+        b = jnp.broadcast_to(self.concentration0, shape)
+        return jax.random.beta(key, a, b, shape, self.dtype)
+
+    def log_prob(self, value):
+        x = jnp.asarray(value)
+        x = x.astype(jnp.result_type(x, self.dtype))
+        a, b = self.concentration1, self.concentration0
+        inside = (x >= 0) & (x <= 1)
+        safe_x = jnp.where(inside, x, 0.5)
+        out = xlogy(a - 1, safe_x) + xlog1py(b - 1, -safe_x) - betaln(a, b)
+        return jnp.where(inside, out, -jnp.inf)
+
+    def mean(self):
+        a, b = self.concentration1, self.concentration0
+        return jnp.broadcast_to(a / (a + b), self.batch_shape)
+
+    def variance(self):
+        a, b = self.concentration1, self.concentration0
+        total = a + b
+        return jnp.broadcast_to(a * b / (total**2 * (total + 1)), self.batch_shape)

@@ -1,0 +1,47 @@
+"""Exponential distribution."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from coromix import constraints
+from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+
+
+class Exponential(Distribution):
+    """Exponential(rate): density ``rate * exp(-rate x)`` for ``x >= 0``; ``-inf`` log density below 0.
+
+    >>> Exponential(2.0).log_prob(1.0)   # log(2) - 2
+    """
+
+    parameter_names = ("rate",)
+
+    def __init__(self, rate=1.0, *, validate_args: bool = True, name: str | None = None):
+        (self.rate,) = promote_floats(rate)
+        self._init_common(name, validate_args)
+
+    def _parameter_checks(self):
+        return [("rate", self.rate > 0, "positive")]
+
+    @property
+    def batch_shape(self):
+        return batch_of(self.rate)
+
+    @property
+    def support(self):
+        return constraints.positive
+
+    def _sample(self, key, shape):
+        return jax.random.exponential(key, shape, self.dtype) / self.rate
+
+    def log_prob(self, value):
+        x = jnp.asarray(value)
+        x = x.astype(jnp.result_type(x, self.dtype))
+        return jnp.where(x >= 0, jnp.log(self.rate) - self.rate * x, -jnp.inf)
+
+    def mean(self):
+        return jnp.broadcast_to(1 / self.rate, self.batch_shape)
+
+    def variance(self):
+        return jnp.broadcast_to(self.rate**-2, self.batch_shape)

@@ -1,0 +1,56 @@
+"""Half-Cauchy distribution."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from coromix import constraints
+from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+
+_log_2_over_pi = math.log(2 / math.pi)
+
+
+class HalfCauchy(Distribution):
+    """HalfCauchy(loc, scale): density ``2 / (pi scale (1 + ((x - loc) / scale)**2))`` for
+    ``x >= loc``; ``log_prob`` is ``-inf`` below ``loc``.
+
+    Mean and variance are infinite: ``mean()`` and ``variance()`` return ``inf`` (as SciPy).
+
+    >>> HalfCauchy(0.0, 1.0).log_prob(0.0)   # log(2 / pi)
+    """
+
+    parameter_names = ("loc", "scale")
+
+    def __init__(self, loc=0.0, scale=1.0, *, validate_args: bool = True, name: str | None = None):
+        self.loc, self.scale = promote_floats(loc, scale)
+        self._init_common(name, validate_args)
+
+    def _parameter_checks(self):
+        return [("scale", self.scale > 0, "positive")]
+
+    @property
+    def batch_shape(self):
+        return batch_of(self.loc, self.scale)
+
+    @property
+    def support(self):
+        return constraints.GreaterThan(self.loc)
+
+    def _sample(self, key, shape):
+        return self.loc + self.scale * jnp.abs(jax.random.cauchy(key, shape, self.dtype))
+
+    def log_prob(self, value):
+        x = jnp.asarray(value)
+        x = x.astype(jnp.result_type(x, self.dtype))
+        z = (x - self.loc) / self.scale
+        out = _log_2_over_pi - jnp.log(self.scale) - jnp.log1p(z**2)
+        return jnp.where(x >= self.loc, out, -jnp.inf)
+
+    def mean(self):
+        return jnp.full(self.batch_shape, jnp.inf, self.dtype)
+
+    def variance(self):
+        return jnp.full(self.batch_shape, jnp.inf, self.dtype)

@@ -1,0 +1,51 @@
+"""Laplace (double exponential) distribution."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from coromix import constraints
+from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+
+_log_2 = math.log(2)
+
+
+class Laplace(Distribution):
+    """Laplace(loc, scale): density ``exp(-|x - loc| / scale) / (2 scale)``.
+
+    >>> Laplace(0.0, 1.0).log_prob(1.0)   # -log(2) - 1
+    """
+
+    parameter_names = ("loc", "scale")
+
+    def __init__(self, loc=0.0, scale=1.0, *, validate_args: bool = True, name: str | None = None):
+        self.loc, self.scale = promote_floats(loc, scale)
+        self._init_common(name, validate_args)
+
+    def _parameter_checks(self):
+        return [("scale", self.scale > 0, "positive")]
+
+    @property
+    def batch_shape(self):
+        return batch_of(self.loc, self.scale)
+
+    @property
+    def support(self):
+        return constraints.real
+
+    def _sample(self, key, shape):
+        return self.loc + self.scale * jax.random.laplace(key, shape, self.dtype)
+
+    def log_prob(self, value):
+        x = jnp.asarray(value)
+        x = x.astype(jnp.result_type(x, self.dtype))
+        return -jnp.abs(x - self.loc) / self.scale - jnp.log(self.scale) - _log_2
+
+    def mean(self):
+        return jnp.broadcast_to(self.loc, self.batch_shape)
+
+    def variance(self):
+        return jnp.broadcast_to(2 * self.scale**2, self.batch_shape)

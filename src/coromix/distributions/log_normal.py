@@ -1,0 +1,59 @@
+"""Log-normal distribution."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from coromix import constraints
+from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+
+_half_log_2pi = 0.5 * math.log(2 * math.pi)
+
+
+class LogNormal(Distribution):
+    """LogNormal(loc, scale): ``log(X) ~ Normal(loc, scale)``; density
+    ``exp(-((log(x) - loc) / scale)**2 / 2) / (x * scale * sqrt(2 pi))`` for ``x > 0``.
+
+    ``log_prob`` is ``-inf`` for ``x <= 0``.
+
+    >>> LogNormal(0.0, 1.0).log_prob(1.0)   # -log(2 pi) / 2
+    """
+
+    parameter_names = ("loc", "scale")
+
+    def __init__(self, loc=0.0, scale=1.0, *, validate_args: bool = True, name: str | None = None):
+        self.loc, self.scale = promote_floats(loc, scale)
+        self._init_common(name, validate_args)
+
+    def _parameter_checks(self):
+        return [("scale", self.scale > 0, "positive")]
+
+    @property
+    def batch_shape(self):
+        return batch_of(self.loc, self.scale)
+
+    @property
+    def support(self):
+        return constraints.positive
+
+    def _sample(self, key, shape):
+        return jnp.exp(self.loc + self.scale * jax.random.normal(key, shape, self.dtype))
+
+    def log_prob(self, value):
+        x = jnp.asarray(value)
+        x = x.astype(jnp.result_type(x, self.dtype))
+        inside = x > 0
+        log_x = jnp.log(jnp.where(inside, x, 1))
+        z = (log_x - self.loc) / self.scale
+        out = -0.5 * z**2 - jnp.log(self.scale) - _half_log_2pi - log_x
+        return jnp.where(inside, out, -jnp.inf)
+
+    def mean(self):
+        return jnp.broadcast_to(jnp.exp(self.loc + 0.5 * self.scale**2), self.batch_shape)
+
+    def variance(self):
+        s2 = self.scale**2
+        return jnp.broadcast_to(jnp.expm1(s2) * jnp.exp(2 * self.loc + s2), self.batch_shape)

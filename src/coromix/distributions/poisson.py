@@ -1,0 +1,83 @@
+"""Poisson distribution."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import gammaln, xlogy
+
+from coromix import constraints
+from coromix.distributions.distribution import Distribution, as_float, batch_of
+
+
+class Poisson(Distribution):
+    """Poisson(rate=r) or Poisson(log_rate=log(r)): ``P(X = k) = r**k exp(-r) / k!`` for integers
+    ``k >= 0``.
+
+    Samples are int32; ``log_prob`` is ``-inf`` for negative or non-integer values.
+
+    >>> Poisson(rate=2.0).log_prob(1)   # log(2) - 2
+    """
+
+    parameter_names = ("_param",)
+    static_names = ("_kind",)
+    is_discrete = True
+
+    def __init__(self, rate=None, log_rate=None, *, validate_args: bool = True,
+                 name: str | None = None):
+        if (rate is None) == (log_rate is None):
+            label = f"Poisson '{name}'" if name else "Poisson"
+            raise ValueError(f"{label}: give exactly one of `rate` or `log_rate`")
+        self._param, self._kind = ((as_float(rate), "rate") if log_rate is None
+                                   else (as_float(log_rate), "log_rate"))
+        self._init_common(name, validate_args)
+
+    def _parameter_checks(self):
+        if self._kind == "log_rate":
+            return []
+        return [("rate", self._param >= 0, "nonnegative")]
+
+    @property
+    def rate(self):
+        return self._param if self._kind == "rate" else jnp.exp(self._param)
+
+    @property
+    def log_rate(self):
+        return self._param if self._kind == "log_rate" else jnp.log(self._param)
+
+    @property
+    def batch_shape(self):
+        return batch_of(self._param)
+
+    @property
+    def support(self):
+        return constraints.nonnegative_integer
+
+    @property
+    def dtype(self):
+        return jnp.int32
+
+    def _sample(self, key, shape):
+        rate = jnp.broadcast_to(self.rate, shape)
+        return jax.random.poisson(key, rate, shape, jnp.int32)
+
+    def log_prob(self, value):
+        k = jnp.asarray(value)
+        k = k.astype(jnp.result_type(k, self._param.dtype))
+        inside = (k >= 0) & (k == jnp.floor(k))
+        k = jnp.where(inside, k, 0)
+        if self._kind == "log_rate":
+            out = k * self._param - jnp.exp(self._param)
+        else:
+            out = xlogy(k, self._param) - self._param
+        return jnp.where(inside, out - gammaln(k + 1), -jnp.inf)
+
+    def mean(self):
+        return self.rate
+
+    def variance(self):
+        return self.rate
+
+    @property
+    def has_enumerate_support(self):
+        return False

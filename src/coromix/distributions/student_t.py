@@ -1,0 +1,63 @@
+"""Student's t distribution."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import gammaln
+
+from coromix import constraints
+from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+
+
+class StudentT(Distribution):
+    """StudentT(df, loc, scale): with ``z = (x - loc) / scale``, density
+    ``Gamma((df + 1) / 2) / (Gamma(df / 2) sqrt(df pi) scale) * (1 + z**2 / df)**(-(df + 1) / 2)``.
+
+    The mean is ``loc`` for ``df > 1`` (NaN otherwise: undefined); the variance is
+    ``scale**2 df / (df - 2)`` for ``df > 2``, ``inf`` for ``1 < df <= 2`` and NaN for ``df <= 1``.
+
+    >>> StudentT(3.0, 0.0, 1.0).log_prob(0.0)
+    """
+
+    parameter_names = ("df", "loc", "scale")
+
+    def __init__(self, df, loc=0.0, scale=1.0, *, validate_args: bool = True,
+                 name: str | None = None):
+        self.df, self.loc, self.scale = promote_floats(df, loc, scale)
+        self._init_common(name, validate_args)
+
+    def _parameter_checks(self):
+        return [("df", self.df > 0, "positive"), ("scale", self.scale > 0, "positive")]
+
+    @property
+    def batch_shape(self):
+        return batch_of(self.df, self.loc, self.scale)
+
+    @property
+    def support(self):
+        return constraints.real
+
+    def _sample(self, key, shape):
+        df = jnp.broadcast_to(self.df, shape)
+        return self.loc + self.scale * jax.random.t(key, df, shape, self.dtype)
+
+    def log_prob(self, value):
+        x = jnp.asarray(value)
+        x = x.astype(jnp.result_type(x, self.dtype))
+        df = self.df
+        z = (x - self.loc) / self.scale
+        return (gammaln(0.5 * (df + 1)) - gammaln(0.5 * df) - 0.5 * jnp.log(df * math.pi)
+                - jnp.log(self.scale) - 0.5 * (df + 1) * jnp.log1p(z**2 / df))
+
+    def mean(self):
+        loc = jnp.broadcast_to(self.loc, self.batch_shape)
+        return jnp.where(self.df > 1, loc, jnp.nan)
+
+    def variance(self):
+        df = jnp.broadcast_to(self.df, self.batch_shape)
+        safe_df = jnp.where(df > 2, df, 3)
+        var = self.scale**2 * safe_df / (safe_df - 2)
+        return jnp.where(df > 2, var, jnp.where(df > 1, jnp.inf, jnp.nan))

@@ -69,6 +69,25 @@ class _Sampler:
         return draw
 
 
+def _chain_key(name: str, dist: Distribution) -> str:
+    """Name under which the latent chain of an HMM-like variable ``name`` is reported."""
+    return f"{name}_{getattr(dist, 'latent_name', 'states')}"
+
+
+def _marginals_of(dist: Distribution, value: Any) -> jax.Array:
+    marginals = dist.posterior_marginals(value)
+    return getattr(marginals, "probs", marginals)
+
+
+def _in_model_order(scorer: "_Scorer", out: Mapping[str, Any]) -> Values:
+    """Site names in model order, each followed by the chain it hides (if any)."""
+    order = []
+    for site in scorer.sites:
+        order.append(site.name)
+        order += [k for k in scorer.chains if k == _chain_key(site.name, site.distribution)]
+    return Values((n, out[n]) for n in order if n in out)
+
+
 class _Scorer:
     """Handler: log density of given values; missing finite discrete variables are summed out.
 
@@ -84,6 +103,7 @@ class _Scorer:
         self.path_mask = jnp.zeros(())
         self.path_values: dict[str, Any] = {}
         self.values: dict[str, Any] = {}
+        self.chains: dict[str, tuple[Distribution, Any]] = {}
 
     def __call__(self, name: str, dist: Distribution):
         if name in self.given:
@@ -96,6 +116,8 @@ class _Scorer:
             elif enum.is_path_site(dist):
                 value = np.asarray(value)
             self.plates.add(name, _wrap_errors(name, dist, lambda: dist.log_prob(value)))
+            if hasattr(dist, "posterior_marginals"):  # a chain of choices summed out inside
+                self.chains[_chain_key(name, dist)] = (dist, value)
         elif name in self.unconstrained:
             bijector = transforms.biject_to(dist.support)
             u = self.unconstrained[name]
@@ -320,9 +342,11 @@ class JointDistributionCoroutine:
         path_key, plate_key = jax.random.split(key)
         which = jax.random.categorical(path_key, jnp.stack([s.log_density() for s in scorers]))
         draws = [{**{n: jnp.asarray(v) for n, v in s.path_values.items() if n not in values},
-                  **s.plates.sample(plate_key)} for s in scorers]
-        order = [s.name for s in scorers[0].sites]
-        return Values((n, jnp.stack([d[n] for d in draws])[which]) for n in order if n in draws[0])
+                  **s.plates.sample(plate_key),
+                  **{k: d.posterior_sample(v, seed=plate_key) for k, (d, v) in s.chains.items()}}
+                 for s in scorers]
+        return _in_model_order(scorers[0], {n: jnp.stack([d[n] for d in draws])[which]
+                                            for n in draws[0]})
 
     def _discrete_posterior_one(self, values: Mapping[str, Any]) -> Values:
         scorers = self._score_paths(values)
@@ -338,7 +362,8 @@ class JointDistributionCoroutine:
                 probs = probs + w * (jnp.asarray(support) == s.path_values[name])
             out[name] = probs
         for w, s in zip(weights, scorers):
-            for name, resp in s.plates.responsibilities().items():
-                out[name] = out.get(name, 0.0) + w * resp
-        order = [s.name for s in scorers[0].sites]
-        return Values((n, out[n]) for n in order if n in out)
+            found = {**s.plates.responsibilities(),
+                     **{k: _marginals_of(d, v) for k, (d, v) in s.chains.items()}}
+            for name, probs in found.items():
+                out[name] = out.get(name, 0.0) + w * probs
+        return _in_model_order(scorers[0], out)

@@ -183,3 +183,30 @@ def test_sampled_regimes_follow_the_chain():
     stay0 = np.mean(s[1:][s[:-1] == 0] == 0)
     n0 = np.sum(s[:-1] == 0)
     assert abs(stay0 - 0.9) < 4 * np.sqrt(0.09 / n0)
+
+
+def test_joint_model_reports_regime_posterior(x64):
+    y = simulate(T=80, seed=5)
+    pi = jnp.asarray(steady_state(P))
+
+    def model():
+        mu = yield tfd.Normal(jnp.zeros(2), 5.0)
+
+        def step(prev, inputs):
+            regime = yield tfd.Categorical(probs=pi if prev is None else jnp.asarray(P)[prev.regime])
+            obs = yield tfd.Normal(mu[regime], 1.0)
+
+        y = yield tfd.RegimeSwitching(step, num_steps=80)
+
+    jd = tfd.JointDistributionCoroutine(model)
+    post = jd.discrete_posterior(mu=jnp.asarray(MU), y=jnp.asarray(y))
+    assert list(post) == ["y_regime"]
+    params = np.array([0.9, 0.2, -1.0, 2.0, 1.0])
+    smoothed = sm.tsa.MarkovRegression(y, k_regimes=2).smooth(params).smoothed_marginal_probabilities
+    np.testing.assert_allclose(post.y_regime, smoothed, atol=1e-8)
+    draws = jd.sample_discrete(mu=jnp.broadcast_to(jnp.asarray(MU), (500, 2)),
+                               y=jnp.broadcast_to(jnp.asarray(y), (500, 80)), seed=0)
+    assert draws.y_regime.shape == (500, 80)
+    freq = np.mean(np.asarray(draws.y_regime) == 1, axis=0)
+    se = np.sqrt(smoothed[:, 1] * (1 - smoothed[:, 1]) / 500)
+    assert np.all(np.abs(freq - smoothed[:, 1]) < 4 * se + 0.01)

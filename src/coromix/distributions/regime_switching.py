@@ -141,6 +141,11 @@ class RegimeSwitching(Distribution):
         return self._structure
 
     @property
+    def latent_name(self) -> str:
+        """The regime's name in the step (used to report its posterior in a joint model)."""
+        return self.structure()[0]
+
+    @property
     def num_regimes(self) -> int:
         return self.structure()[1]
 

@@ -1,19 +1,32 @@
 """Shared fixtures: run numeric tests in float32 and in float64."""
 
+import contextlib
+
 import jax
 import pytest
 
+_enable_x64 = jax.enable_x64
 
-@pytest.fixture(autouse=True)
-def _fresh_jax_caches():
-    """Clear JAX's caches after each test.
 
-    Tests switch between float32 and float64 (``jax.enable_x64``); jax 0.10 can reuse a float32
-    constant conversion in float64 mode after a jitted call made in float32 mode (seen with
-    ``jnp.asarray(numpy_float64_array)`` returning float32), which would make float64 checks fail.
+@contextlib.contextmanager
+def _enable_x64_with_fresh_caches(new_val: bool = True):
+    """``jax.enable_x64`` that clears JAX's caches when the precision actually changes.
+
+    jax 0.10 caches the device copy of a NumPy array captured as a constant by a live jitted
+    function; converting the same NumPy object after switching to float64 then returns the cached
+    float32 copy.  Tests share module-level NumPy constants across precisions, so each switch
+    starts from clean caches.
     """
-    yield
-    jax.clear_caches()
+    switch = bool(new_val) != bool(jax.config.jax_enable_x64)
+    if switch:
+        jax.clear_caches()
+    with _enable_x64(new_val):
+        yield
+    if switch:
+        jax.clear_caches()
+
+
+jax.enable_x64 = _enable_x64_with_fresh_caches
 
 
 @pytest.fixture(params=["float32", "float64"])

@@ -52,8 +52,9 @@ from coromix.distributions.mixture import Mixture  # noqa: E402
 from coromix.distributions.mixture_same_family import MixtureSameFamily  # noqa: E402
 
 from coromix.distributions.regime_switching import RegimeSwitching  # noqa: E402
+from coromix.distributions.hidden_markov_model import HiddenMarkovModel  # noqa: E402
 
-__all__ += ["Ordered", "Mixture", "MixtureSameFamily", "RegimeSwitching"]
+__all__ += ["Ordered", "Mixture", "MixtureSameFamily", "RegimeSwitching", "HiddenMarkovModel"]
 
 from coromix.joint import JointDistributionCoroutine  # noqa: E402  (needs the classes above)
 

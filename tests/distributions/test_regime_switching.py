@@ -210,3 +210,66 @@ def test_joint_model_reports_regime_posterior(x64):
     freq = np.mean(np.asarray(draws.y_regime) == 1, axis=0)
     se = np.sqrt(smoothed[:, 1] * (1 - smoothed[:, 1]) / 500)
     assert np.all(np.abs(freq - smoothed[:, 1]) < 4 * se + 0.01)
+
+
+def test_input_driven_switching_on_posteriordb_data(x64):
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "posteriordb" / \
+        "iohmm_reg_simulated.data.json"
+    if not path.exists():
+        pytest.skip(f"posteriordb data not found at {path}")
+    data = json.loads(path.read_text())
+    u, y = np.asarray(data["u"]), np.asarray(data["y"])
+    rng = np.random.default_rng(6)
+    w, b = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    sigma = np.array([0.5, 1.0, 2.0])
+
+    def step(prev, u_t):
+        regime = yield tfd.Categorical(logits=jnp.asarray(w) @ u_t)
+        obs = yield tfd.Normal(jnp.asarray(b)[regime] @ u_t, jnp.asarray(sigma)[regime])
+
+    d = RegimeSwitching(step, len(y), inputs=jnp.asarray(u))
+    logits = u @ w.T
+    per = (logits - logsumexp(logits, axis=1, keepdims=True)
+           + stats.norm.logpdf(y[:, None], u @ b.T, sigma))
+    np.testing.assert_allclose(d.log_prob(jnp.asarray(y)), logsumexp(per, axis=1).sum(), rtol=1e-10)
+
+
+def long_series_step(prev, inputs):
+    probs = jnp.full(3, 1 / 3) if prev is None else jnp.array(
+        [[0.95, 0.03, 0.02], [0.04, 0.9, 0.06], [0.05, 0.05, 0.9]])[prev.s]
+    s = yield tfd.Categorical(probs=probs)
+    y = yield tfd.Normal(jnp.array([-2.0, 0.0, 3.0])[s], jnp.array([1.0, 0.5, 1.5])[s])
+
+
+def float32_error(T, parallel=False):
+    d32 = RegimeSwitching(long_series_step, T, parallel=parallel)
+    y, _ = d32.sample_with_regimes(seed=0)
+    lp32 = float(jax.jit(d32.log_prob)(y))
+    with jax.enable_x64(True):
+        lp64 = float(RegimeSwitching(long_series_step, T).log_prob(jnp.asarray(y, jnp.float64)))
+    return abs(lp32 - lp64)
+
+
+def test_float32_stays_exact_on_a_long_series():
+    assert float32_error(100_000) < 0.05
+
+
+@pytest.mark.slow
+def test_float32_at_a_million_steps():
+    assert float32_error(1_000_000) < 0.5
+
+
+def test_parallel_in_time_equals_sequential(x64):
+    y = jnp.asarray(simulate(T=300, seed=7))
+    pi = jnp.asarray(steady_state(P))
+
+    def step(prev, inputs):
+        s = yield tfd.Categorical(probs=pi if prev is None else jnp.asarray(P)[prev.s])
+        obs = yield tfd.Normal(jnp.asarray(MU)[s], 1.0)
+
+    seq, par = RegimeSwitching(step, 300, parallel=False), RegimeSwitching(step, 300, parallel=True)
+    np.testing.assert_allclose(par.log_prob(y), seq.log_prob(y), rtol=1e-10)
+    np.testing.assert_allclose(par.posterior_marginals(y), seq.posterior_marginals(y), atol=1e-10)

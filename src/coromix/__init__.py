@@ -7,5 +7,7 @@ exactly, so NUTS can fit the continuous parameters, and the posterior of the cho
 __version__ = "0.1.0"
 
 from coromix import distributions  # noqa: E402
+from coromix.infer import map, nuts  # noqa: E402
+from coromix.results import Posterior  # noqa: E402
 
-__all__ = ["distributions", "__version__"]
+__all__ = ["distributions", "nuts", "map", "Posterior", "__version__"]

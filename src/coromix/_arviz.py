@@ -1,0 +1,95 @@
+"""The one place coromix talks to ArviZ: supporting another ArviZ version touches this file only.
+
+Everything here takes and returns plain data: a *group* is a dict name -> NumPy array, with leading
+``(chain, draw)`` dims except in ``observed_data``.  Written against ArviZ 0.x (``InferenceData``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import arviz as az
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Group = Mapping[str, np.ndarray]
+
+_UNSAMPLED_GROUPS = ("observed_data", "constant_data", "predictions_constant_data")
+
+
+# Group attribute recording the variables' order (NetCDF files list them by name).
+_ORDER = "variable_order"
+
+
+def _dataset(group: str, data: Group, dims: Mapping[str, list[str]] | None,
+             attrs: Mapping[str, Any]):
+    attrs = {**attrs, _ORDER: json.dumps(list(data))}
+    if group in _UNSAMPLED_GROUPS:
+        return az.dict_to_dataset(dict(data), attrs=attrs, dims=dims, default_dims=[])
+    return az.dict_to_dataset(dict(data), attrs=attrs, dims=dims)
+
+
+def inference_data(groups: Mapping[str, Group], *,
+                   dims: Mapping[str, Mapping[str, list[str]]] | None = None,
+                   attrs: Mapping[str, Any] | None = None) -> az.InferenceData:
+    """An ``InferenceData`` with one dataset per non-empty group (custom group names allowed).
+
+    ``dims`` maps group -> variable -> names of the dims after ``(chain, draw)``; variables not
+    listed get ArviZ's default names ``{name}_dim_{i}``.
+    """
+    dims = dims or {}
+    datasets = {group: _dataset(group, data, dims.get(group), attrs or {})
+                for group, data in groups.items() if data}
+    return az.InferenceData(**datasets)
+
+
+def to_netcdf(idata: az.InferenceData, path: str) -> None:
+    idata.to_netcdf(str(path))
+
+
+def read_netcdf(path: str) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """Every group of a NetCDF file written by :func:`to_netcdf`, and the posterior's attributes."""
+    idata = az.from_netcdf(str(path))
+    groups = {}
+    for group in idata.groups():
+        dataset = idata[group]
+        names = list(dataset.data_vars)
+        if _ORDER in dataset.attrs:
+            names = [n for n in json.loads(dataset.attrs[_ORDER]) if n in names]
+        groups[group] = {name: np.asarray(dataset[name].values) for name in names}
+    attrs = dict(idata["posterior"].attrs) if "posterior" in idata.groups() else {}
+    attrs.pop(_ORDER, None)
+    return groups, attrs
+
+
+def summary(samples: Group, **kwargs: Any) -> pd.DataFrame:
+    """``arviz.summary`` of draws ``(chain, draw, ...)``: mean, sd, HDI, MCSE, ESS, R-hat."""
+    return az.summary(inference_data({"posterior": samples}), **kwargs)
+
+
+def worst_diagnostics(samples: Group) -> dict[str, tuple[float, float]]:
+    """Per variable: the largest rank-normalized R-hat and the smallest bulk ESS over its elements.
+
+    R-hat is NaN with a single chain; elements with no spread (NaN diagnostics) are ignored.
+    """
+    posterior = inference_data({"posterior": samples})["posterior"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ warns on shapes it finds odd (few draws, one chain)
+        rhat = az.rhat(posterior) if _num_chains(samples) > 1 else None
+        ess = az.ess(posterior, method="bulk")
+    out = {}
+    for name in samples:
+        r = np.asarray(rhat[name]) if rhat is not None else np.array([np.nan])
+        e = np.asarray(ess[name])
+        out[name] = (float(np.nanmax(r)) if np.any(np.isfinite(r)) else float("nan"),
+                     float(np.nanmin(e)) if np.any(np.isfinite(e)) else float("nan"))
+    return out
+
+
+def _num_chains(samples: Group) -> int:
+    return int(np.shape(next(iter(samples.values())))[0]) if samples else 0

@@ -1,0 +1,340 @@
+"""NUTS (BlackJAX) on a pinned model: window adaptation, then sampling, all chains in one program.
+
+The program is ``vmap`` over chains of ``(window adaptation; scan of NUTS steps)``, compiled once.
+With several local devices (and chains divisible among them) the chains are split across devices
+with ``shard_map``, each device running its share vectorized.  Finite discrete variables are
+already summed out of the density, so NUTS sees the continuous parameters only.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, TextIO
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.adaptation.base import get_filter_adapt_info_fn
+from blackjax.mcmc.hmc import HMCState
+from blackjax.mcmc.integrators import velocity_verlet
+from jax.sharding import Mesh, PartitionSpec
+
+from coromix.distributions.distribution import as_key
+from coromix.joint import JointDistributionCoroutine
+from coromix.model import Values
+from coromix.pinned import PinnedModel
+from coromix.results import SAMPLE_STATS, ConvergenceWarning, Posterior
+
+CHAIN_METHODS = ("auto", "vectorized", "parallel")
+
+# Random starting points tried per chain before giving up (uniform on unconstrained space).
+_INIT_TRIES = 32
+_INIT_RADIUS = 2.0
+# Progress bar updates per phase (each is a host callback out of the compiled loop).
+_PROGRESS_UPDATES = 50
+
+
+def pin_model(model: JointDistributionCoroutine | Callable[[], Any],
+              observed: Mapping[str, Any] | None) -> PinnedModel:
+    """The model (or a generator function, wrapped) conditioned on the observed values."""
+    if not isinstance(model, JointDistributionCoroutine):
+        model = JointDistributionCoroutine(model)
+    posterior = model.pin(dict(observed or {}))
+    if not posterior.parameter_shapes:
+        raise ValueError(f"model {model.name!r} has no free continuous variable to infer (its "
+                         f"variables: {model.variable_names}; observed: "
+                         f"{list(posterior.observed)}); for the discrete ones use "
+                         f"jd.discrete_posterior")
+    return posterior
+
+
+def nuts(model: JointDistributionCoroutine | Callable[[], Any],
+         observed: Mapping[str, Any] | None = None, *, num_warmup: int = 1000,
+         num_samples: int = 1000, num_chains: int = 4, seed: Any = 0,
+         target_accept: float = 0.8, dense_mass: bool = False,
+         init: Mapping[str, Any] | None = None, progress: bool = True,
+         chain_method: str = "auto", max_tree_depth: int = 10) -> Posterior:
+    """Sample ``p(parameters | observed)`` with NUTS; finite discrete variables are summed out.
+
+    Args:
+        model: a ``JointDistributionCoroutine`` or the generator function of one.
+        observed: name -> observed value (one draw's shape).
+        num_warmup: adaptation steps per chain (Stan's windowed step size and mass matrix).
+        num_samples: draws kept per chain.
+        num_chains: independent chains, each with its own adaptation.
+        seed: int or JAX key.
+        target_accept: the acceptance rate the step size is tuned to; raise it (0.9, 0.95) when
+            there are divergences.
+        dense_mass: adapt a dense mass matrix instead of a diagonal one.
+        init: constrained starting values for every parameter, used by all chains; by default
+            each chain starts at a random point (uniform in (-2, 2) on unconstrained space) with a
+            finite log density and gradient.
+        progress: show a progress bar on stderr.
+        chain_method: ``"vectorized"`` (all chains vmapped on one device), ``"parallel"`` (chains
+            split over the local devices), or ``"auto"`` (parallel when there are several devices
+            and they divide ``num_chains``).
+        max_tree_depth: the most trajectory doublings per NUTS step (at most 2**depth leapfrogs).
+
+    Returns:
+        A :class:`~coromix.results.Posterior`; a :class:`~coromix.results.ConvergenceWarning` is
+        issued when R-hat exceeds 1.01, the bulk ESS of a variable is below 400, or draws diverged.
+    """
+    _check_settings(num_warmup, num_samples, num_chains, target_accept, max_tree_depth)
+    method = _resolve_chain_method(chain_method, num_chains)
+    posterior = pin_model(model, observed)
+    names = list(posterior.parameter_shapes)
+
+    def logdensity(u):
+        lp = posterior.unconstrained_log_prob(u)
+        return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
+
+    init_key, chain_key = jax.random.split(as_key(seed))
+    positions = _initial_positions(posterior, logdensity, init_key, num_chains, init)
+
+    phases = {0: ("warmup", num_warmup), 1: ("sampling", num_samples)}
+    bar = _ProgressBar(phases) if progress else None
+    run_chain = _chain_program(logdensity, num_warmup=num_warmup, num_samples=num_samples,
+                               dense_mass=dense_mass, target_accept=target_accept,
+                               max_tree_depth=max_tree_depth, bar=bar)
+    keys = jax.random.key_data(jax.random.split(chain_key, num_chains))
+    program = _all_chains(run_chain, method)
+    start = time.perf_counter()
+    if bar is not None:
+        bar.message(f"compiling NUTS for {posterior.joint.name} ({num_chains} chains, {method})")
+    compiled = program.lower(keys, positions).compile()
+    compile_time = time.perf_counter() - start
+    start = time.perf_counter()
+    draws, stats = jax.block_until_ready(compiled(keys, positions))
+    sampling_time = time.perf_counter() - start
+
+    constrained = jax.jit(jax.vmap(jax.vmap(posterior.to_constrained)))(draws)
+    result = Posterior(
+        Values((k, constrained[k]) for k in names),
+        unconstrained=Values((k, draws[k]) for k in names),
+        sample_stats={k: stats[k] for k in SAMPLE_STATS},
+        observed=posterior.observed,
+        model=posterior.joint,
+        attrs={"inference_library": "blackjax",
+               "inference_library_version": blackjax.__version__,
+               "num_warmup": num_warmup, "target_accept": float(target_accept),
+               "mass_matrix": "dense" if dense_mass else "diagonal",
+               "max_tree_depth": max_tree_depth, "chain_method": method,
+               "compile_time": compile_time, "sampling_time": sampling_time,
+               **({"seed": int(seed)} if isinstance(seed, (int, np.integer)) else {})})
+    for message in result.convergence_warnings():
+        warnings.warn(message, ConvergenceWarning, stacklevel=2)
+    return result
+
+
+def _check_settings(num_warmup: int, num_samples: int, num_chains: int, target_accept: float,
+                    max_tree_depth: int) -> None:
+    for name, value, least in [("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1),
+                               ("num_chains", num_chains, 1),
+                               ("max_tree_depth", max_tree_depth, 1)]:
+        if not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}; got {value!r}")
+    if not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept must lie in (0, 1); got {target_accept!r}")
+
+
+def _resolve_chain_method(chain_method: str, num_chains: int) -> str:
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}; got {chain_method!r}")
+    devices = jax.local_device_count()
+    divides = num_chains % devices == 0
+    if chain_method == "parallel" and not divides:
+        raise ValueError(f"chain_method='parallel' splits the chains evenly over the "
+                         f"{devices} local devices; num_chains={num_chains} is not a multiple")
+    if chain_method == "auto":
+        return "parallel" if devices > 1 and divides else "vectorized"
+    return chain_method
+
+
+def _finite(lp: jax.Array, grad: Mapping[str, jax.Array]) -> jax.Array:
+    return jnp.isfinite(lp) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in grad.values()]))
+
+
+def _initial_positions(posterior: PinnedModel, logdensity: Callable, key: jax.Array,
+                       num_chains: int, init: Mapping[str, Any] | None) -> dict[str, jax.Array]:
+    """One starting point per chain on unconstrained space, with finite log density and gradient."""
+    shapes = posterior.parameter_shapes
+    if init is not None:
+        try:
+            start = posterior.to_unconstrained(init)
+        except ValueError as err:
+            raise ValueError(f"init= does not fit model {posterior.joint.name!r} (its parameters: "
+                             f"{list(shapes)}): {err}") from err
+        lp, grad = jax.value_and_grad(logdensity)(start)
+        if not _finite(lp, grad):
+            raise ValueError(f"init= is a point where the log density of {posterior.joint.name!r} "
+                             f"is {float(lp)} or its gradient is not finite; give values inside "
+                             f"the support of each parameter {list(shapes)}")
+        return {k: jnp.broadcast_to(v, (num_chains,) + v.shape) for k, v in start.items()}
+
+    def candidates(keys):  # one flat vmap over chains x tries: faster to compile than two
+        points = jax.vmap(lambda k: posterior.init(k, radius=_INIT_RADIUS))(keys)
+        lp, grad = jax.vmap(jax.value_and_grad(logdensity))(points)
+        ok = jax.vmap(_finite)(lp, grad).reshape(num_chains, _INIT_TRIES)
+        first = jnp.arange(num_chains) * _INIT_TRIES + jnp.argmax(ok, axis=1)
+        return {k: v[first] for k, v in points.items()}, jnp.any(ok, axis=1)
+
+    positions, found = jax.jit(candidates)(jax.random.split(key, num_chains * _INIT_TRIES))
+    if not bool(jnp.all(found)):
+        raise ValueError(
+            f"no starting point with a finite log density and gradient for model "
+            f"{posterior.joint.name!r}: {_INIT_TRIES} random points per chain (uniform in "
+            f"(-{_INIT_RADIUS:g}, {_INIT_RADIUS:g}) on unconstrained space) for its parameters "
+            f"{dict(shapes)} all failed in "
+            f"{int(num_chains - jnp.sum(found))} of {num_chains} chains. Check the observed "
+            f"values {list(posterior.observed)} against the supports of their distributions, or "
+            f"give init= with constrained values for every parameter")
+    return positions
+
+
+class _CountedState(NamedTuple):
+    """A NUTS state that also counts its transitions (for the progress bar during warmup)."""
+
+    position: Any
+    logdensity: jax.Array
+    logdensity_grad: Any
+    step: jax.Array
+
+
+class _CountedNuts:
+    """``blackjax.nuts`` as window adaptation uses it (``init``, ``build_kernel``), counting steps.
+
+    The counter starts as a constant and only ever adds one, so under ``vmap`` it stays unbatched
+    and the progress report fires once per step for all chains together, not once per chain.
+    """
+
+    def __init__(self, report: Callable[[jax.Array], None]):
+        self.report = report
+
+    def init(self, position: Any, logdensity_fn: Callable) -> _CountedState:
+        return _CountedState(*blackjax.nuts.init(position, logdensity_fn), jnp.zeros((), jnp.int32))
+
+    def build_kernel(self, integrator: Callable = velocity_verlet) -> Callable:
+        kernel = blackjax.nuts.build_kernel(integrator)
+
+        def counted_kernel(rng_key, state, logdensity_fn, step_size, inverse_mass_matrix,
+                           max_num_doublings=10):
+            plain = HMCState(state.position, state.logdensity, state.logdensity_grad)
+            new, info = kernel(rng_key, plain, logdensity_fn, step_size, inverse_mass_matrix,
+                               max_num_doublings)
+            self.report(state.step + 1)
+            return _CountedState(*new, state.step + 1), info
+
+        return counted_kernel
+
+
+def _chain_program(logdensity: Callable, *, num_warmup: int, num_samples: int, dense_mass: bool,
+                   target_accept: float, max_tree_depth: int,
+                   bar: _ProgressBar | None) -> Callable:
+    """``run_chain(key_data, position) -> (draws, sample_stats)``: warmup, then sampling."""
+
+    def run_chain(key_data, position):
+        warmup_key, sample_key = jax.random.split(jax.random.wrap_key_data(key_data))
+        if num_warmup:
+            warmup = blackjax.window_adaptation(
+                _CountedNuts(_reporter(bar, 0, num_warmup)), logdensity,
+                is_mass_matrix_diagonal=not dense_mass, target_acceptance_rate=target_accept,
+                adaptation_info_fn=get_filter_adapt_info_fn(), max_num_doublings=max_tree_depth)
+            (counted, parameters), _ = warmup.run(warmup_key, position, num_warmup)
+            state = HMCState(counted.position, counted.logdensity, counted.logdensity_grad)
+        else:
+            state = blackjax.nuts.init(position, logdensity)
+            size = sum(math.prod(jnp.shape(v)) for v in position.values())
+            parameters = {"step_size": jnp.asarray(1.0),
+                          "inverse_mass_matrix": jnp.eye(size) if dense_mass else jnp.ones(size),
+                          "max_num_doublings": max_tree_depth}
+        sampler = blackjax.nuts(logdensity, **parameters)
+        report = _reporter(bar, 1, num_samples)
+
+        def one_draw(state, xs):
+            index, key = xs
+            state, info = sampler.step(key, state)
+            report(index + 1)
+            stats = {"diverging": info.is_divergent,
+                     "tree_depth": info.num_trajectory_expansions,
+                     "n_steps": info.num_integration_steps,
+                     "acceptance_rate": info.acceptance_rate,
+                     "energy": info.energy,
+                     "step_size": parameters["step_size"],
+                     "lp": state.logdensity}
+            return state, (state.position, stats)
+
+        steps = (jnp.arange(num_samples), jax.random.split(sample_key, num_samples))
+        _, (draws, stats) = jax.lax.scan(one_draw, state, steps)
+        return draws, stats
+
+    return run_chain
+
+
+def _all_chains(run_chain: Callable, method: str) -> Callable:
+    """All chains in one jitted program: vmapped, or vmapped per device inside ``shard_map``."""
+    if method == "vectorized":
+        return jax.jit(jax.vmap(run_chain))
+    mesh = Mesh(np.array(jax.local_devices()), ("chains",))
+    chains = PartitionSpec("chains")
+    return jax.jit(jax.shard_map(jax.vmap(run_chain), mesh=mesh, in_specs=(chains, chains),
+                                 out_specs=chains, check_vma=False))
+
+
+def _reporter(bar: _ProgressBar | None, phase: int, total: int) -> Callable[[jax.Array], None]:
+    """``report(done)``: tell the bar, about ``_PROGRESS_UPDATES`` times over the phase."""
+    if bar is None:
+        return lambda done: None
+    every = max(1, -(-total // _PROGRESS_UPDATES))
+
+    def report(done):
+        due = (done % every == 0) | (done == total) | (done == 1)
+        jax.lax.cond(due, lambda d: jax.debug.callback(bar.update, phase, d),
+                     lambda d: None, done)
+
+    return report
+
+
+class _ProgressBar:
+    """A one-line text bar per phase on stderr, fed from the compiled loop by host callbacks.
+
+    Callbacks may come from several devices and out of order, so each phase keeps the furthest
+    step reported.  On a stream that is not a terminal only each finished phase is written.
+    """
+
+    def __init__(self, phases: Mapping[int, tuple[str, int]], stream: TextIO | None = None,
+                 width: int = 30):
+        self.phases = dict(phases)
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.live = self.stream.isatty()
+        self.done = {phase: 0 for phase in phases}
+        self.started: dict[int, float] = {}
+        self.lock = threading.Lock()
+
+    def message(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def update(self, phase: Any, done: Any) -> None:
+        phase, done = int(phase), int(done)
+        with self.lock:
+            self.started.setdefault(phase, time.perf_counter())
+            if done <= self.done[phase]:
+                return
+            self.done[phase] = done
+            label, total = self.phases[phase]
+            if not self.live and done < total:
+                return
+            filled = self.width * done // total
+            bar = "#" * filled + "." * (self.width - filled)
+            elapsed = time.perf_counter() - self.started[phase]
+            line = f"{label:<8} [{bar}] {done:>{len(str(total))}}/{total}  {elapsed:6.1f}s"
+            end = "\n" if done == total else ""
+            self.stream.write(("\r" if self.live else "") + line + end)
+            self.stream.flush()

@@ -1,0 +1,369 @@
+r"""Hidden Markov model: a chain of discrete regimes over ``num_steps`` steps, summed out exactly.
+
+TensorFlow Probability's ``tfd.HiddenMarkovModel`` semantics:
+
+.. math::
+
+    z_1 \sim \text{initial},\quad z_t \mid z_{t-1} \sim \text{transition}[z_{t-1}],\quad
+    x_t \mid z_t \sim \text{observation}[z_t],
+
+and ``log_prob(x)`` is :math:`\log p(x_{1:T}) = \log\sum_{z_{1:T}} p(z_{1:T})\,p(x_{1:T}\mid z_{1:T})`,
+computed by :func:`coromix.markov.forward_log_likelihood` (``O(K^2 T)``, exact gradients by a custom
+VJP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coromix import constraints, markov
+from coromix.distributions.categorical import Categorical
+from coromix.distributions.distribution import Distribution, Shape, as_key, as_shape
+
+
+def _map_over_batch(fn: Callable, args: Sequence[jax.Array], core_ndims: Sequence[int],
+                    batch_shape: Shape):
+    """Apply ``fn`` (written for unbatched arguments) over leading batch dimensions.
+
+    ``args[i]`` has shape ``b_i + core_i`` with ``len(core_i) == core_ndims[i]`` and ``b_i``
+    broadcastable to ``batch_shape``.  Arguments are not materialized at the full batch shape: a
+    dimension an argument lacks (or has as 1) is not mapped for it (``in_axes=None``).
+    """
+    padded = []
+    for a, c in zip(args, core_ndims):
+        nb = jnp.ndim(a) - c
+        if nb > len(batch_shape):
+            raise ValueError(f"argument of shape {jnp.shape(a)} has more batch dims than {batch_shape}")
+        padded.append(jnp.reshape(a, (1,) * (len(batch_shape) - nb) + jnp.shape(a)))
+
+    def rec(depth, *xs):
+        if depth == len(batch_shape):
+            return fn(*xs)
+        n = batch_shape[depth]
+        axes = tuple(0 if (x.shape[0] == n or n == 1) else None for x in xs)
+        xs = tuple(x if ax == 0 else x[0] for x, ax in zip(xs, axes))
+        return jax.vmap(lambda *ys: rec(depth + 1, *ys), in_axes=axes)(*xs)
+
+    return rec(0, *padded)
+
+
+class HiddenMarkovModel(Distribution):
+    r"""HiddenMarkovModel(initial_distribution, transition_distribution, observation_distribution,
+    num_steps, time_varying_transition=False, time_varying_observation=False).
+
+    Args:
+      initial_distribution: :class:`Categorical` over the ``K`` states, batch shape ``B_init``.
+      transition_distribution: :class:`Categorical` with ``K`` categories and batch shape
+        ``B_trans + [K]`` (row ``i`` is :math:`p(z_t \mid z_{t-1} = i)`), or
+        ``B_trans + [num_steps - 1, K]`` when ``time_varying_transition`` is true (entry ``t-1``
+        governs the move into step ``t``).
+      observation_distribution: any coromix distribution whose batch shape ends in ``[K]`` (one
+        component per state), or in ``[num_steps, K]`` when ``time_varying_observation`` is true;
+        its event shape (e.g. ``[D]`` for a multivariate one) is the per-step event.
+      num_steps: number of steps ``T`` (static).
+      time_varying_transition: see ``transition_distribution`` (TFP's
+        ``time_varying_transition_distribution``).
+      time_varying_observation: see ``observation_distribution`` (TFP's
+        ``time_varying_observation_distribution``).
+
+    Shapes: ``event_shape = [num_steps] + observation event shape``; ``batch_shape`` is the
+    broadcast of ``B_init``, ``B_trans`` and the observation batch without its trailing ``[K]`` (or
+    ``[num_steps, K]``).
+
+    ``posterior_marginals`` returns a :class:`Categorical` with ``probs`` of shape
+    ``batch + [num_steps, K]`` like TFP; ``posterior_mode`` the Viterbi path ``int32 batch + [T]``;
+    ``posterior_sample`` exact path draws ``int32 sample_shape + batch + [T]``.
+
+    The chain computations use the sequential recursion on CPU and the parallel-in-time one on
+    GPU/TPU (:func:`coromix.markov.default_parallel`).
+
+    >>> hmm = HiddenMarkovModel(Categorical(probs=[0.8, 0.2]),
+    ...                         Categorical(probs=[[0.7, 0.3], [0.2, 0.8]]),
+    ...                         Normal(loc=[0.0, 15.0], scale=[5.0, 10.0]), num_steps=7)
+    >>> hmm.log_prob(jnp.zeros(7))      # -19.8556, as in TFP's example
+    >>> hmm.mean()                      # [3., 6., 7.5, 8.25, 8.625, 8.8125, 8.90625]
+    """
+
+    parameter_names = ("initial_distribution", "transition_distribution", "observation_distribution")
+    static_names = ("num_steps", "time_varying_transition", "time_varying_observation")
+
+    def __init__(self, initial_distribution: Categorical, transition_distribution: Categorical,
+                 observation_distribution: Distribution, num_steps: int,
+                 time_varying_transition: bool = False, time_varying_observation: bool = False, *,
+                 validate_args: bool = True, name: str | None = None):
+        self.initial_distribution = initial_distribution
+        self.transition_distribution = transition_distribution
+        self.observation_distribution = observation_distribution
+        self.num_steps = int(num_steps)
+        self.time_varying_transition = bool(time_varying_transition)
+        self.time_varying_observation = bool(time_varying_observation)
+        self.name, self.validate_args = name, validate_args
+        self._check_structure()
+        self._init_common(name, validate_args)
+
+    # --- structure --------------------------------------------------------------------------
+    def _check_structure(self) -> None:
+        label = self._label()
+        init, trans, obs = (self.initial_distribution, self.transition_distribution,
+                            self.observation_distribution)
+        for what, d in (("initial_distribution", init), ("transition_distribution", trans)):
+            if not (hasattr(d, "logits") and hasattr(d, "num_categories")):
+                raise TypeError(f"{label}: `{what}` must be a Categorical; got {type(d).__name__}")
+        if not isinstance(obs, Distribution):
+            raise TypeError(f"{label}: `observation_distribution` must be a coromix Distribution; "
+                            f"got {type(obs).__name__}")
+        if self.num_steps < 1:
+            raise ValueError(f"{label}: `num_steps` must be at least 1; got {self.num_steps}")
+        K = init.num_categories
+        T = self.num_steps
+        if trans.num_categories != K:
+            raise ValueError(f"{label}: transition_distribution has {trans.num_categories} "
+                             f"categories but initial_distribution has {K}")
+        tb = tuple(trans.batch_shape)
+        want = (T - 1, K) if self.time_varying_transition else (K,)
+        if tb[len(tb) - len(want):] != want or len(tb) < len(want):
+            raise ValueError(f"{label}: transition_distribution batch shape must end in "
+                             f"{list(want)} (rows of the transition matrix"
+                             f"{', per step' if self.time_varying_transition else ''}); got {list(tb)}")
+        ob = tuple(obs.batch_shape)
+        want = (T, K) if self.time_varying_observation else (K,)
+        if ob[len(ob) - len(want):] != want or len(ob) < len(want):
+            raise ValueError(f"{label}: observation_distribution batch shape must end in "
+                             f"{list(want)} (one component per state"
+                             f"{', per step' if self.time_varying_observation else ''}); got {list(ob)}")
+
+    @property
+    def num_states(self) -> int:
+        return self.initial_distribution.num_categories
+
+    def _init_batch(self) -> Shape:
+        return tuple(self.initial_distribution.batch_shape)
+
+    def _trans_batch(self) -> Shape:
+        tb = tuple(self.transition_distribution.batch_shape)
+        return tb[: len(tb) - (2 if self.time_varying_transition else 1)]
+
+    def _obs_batch(self) -> Shape:
+        ob = tuple(self.observation_distribution.batch_shape)
+        return ob[: len(ob) - (2 if self.time_varying_observation else 1)]
+
+    @property
+    def batch_shape(self) -> Shape:
+        return tuple(jnp.broadcast_shapes(self._init_batch(), self._trans_batch(), self._obs_batch()))
+
+    @property
+    def event_shape(self) -> Shape:
+        return (self.num_steps,) + tuple(self.observation_distribution.event_shape)
+
+    @property
+    def support(self):
+        return constraints.Independent(self.observation_distribution.support, 1)
+
+    @property
+    def dtype(self):
+        return self.observation_distribution.dtype
+
+    @property
+    def is_discrete(self) -> bool:  # type: ignore[override]
+        return self.observation_distribution.is_discrete
+
+    # --- log-potentials ---------------------------------------------------------------------
+    def _log_init(self) -> jax.Array:
+        """``B_init + [K]`` normalized initial log-probabilities."""
+        return jax.nn.log_softmax(self.initial_distribution.logits, axis=-1)
+
+    def _log_trans(self) -> jax.Array:
+        """``B_trans + [K, K]`` (or ``B_trans + [T-1, K, K]``) transition log-probabilities."""
+        return jax.nn.log_softmax(self.transition_distribution.logits, axis=-1)
+
+    def _log_obs(self, value) -> jax.Array:
+        """``log p(x_t | z_t = k)`` with shape ``batch(value) + [T, K]``."""
+        value = jnp.asarray(value)
+        obs = self.observation_distribution
+        ev = len(obs.event_shape)
+        lead = value.ndim - 1 - ev
+        if lead < 0 or value.shape[lead:] != self.event_shape:
+            raise ValueError(f"{self._label()}: observations must have shape [..., "
+                             f"{', '.join(map(str, self.event_shape))}] (num_steps + observation "
+                             f"event shape); got {list(value.shape)}")
+        if self.time_varying_observation:
+            return obs.log_prob(jnp.expand_dims(value, lead + 1))         # [..., T, K]
+        pad = max(0, len(self._obs_batch()) - lead)     # keep T out of the batch alignment
+        value = jnp.reshape(value, (1,) * pad + value.shape)
+        lead += pad
+        x = jnp.expand_dims(jnp.moveaxis(value, lead, 0), lead + 1)        # [T, ..., 1, *ev]
+        return jnp.moveaxis(obs.log_prob(x), 0, -2)                        # [..., T, K]
+
+    def _chain_args(self, observations):
+        log_obs = self._log_obs(observations)
+        batch = tuple(jnp.broadcast_shapes(log_obs.shape[:-2], self.batch_shape))
+        lt_core = 3 if self.time_varying_transition else 2
+        args = (self._log_init(), self._log_trans(), log_obs)
+        return args, (1, lt_core, 2), batch
+
+    # --- densities and posteriors -----------------------------------------------------------
+    def log_prob(self, value: Any) -> jax.Array:
+        """``log p(x_{1:T})`` with all state paths summed out; shape ``sample + batch``."""
+        return _log_prob(self, jnp.asarray(value))
+
+    def posterior_marginals(self, observations: Any) -> Categorical:
+        """``p(z_t = k | x_{1:T})`` as a :class:`Categorical` with ``probs`` of shape
+        ``batch + [T, K]`` (TFP returns a Categorical too; use ``.probs`` for the array)."""
+        return Categorical(probs=_posterior_marginals(self, jnp.asarray(observations)),
+                           validate_args=False)
+
+    def posterior_mode(self, observations: Any) -> jax.Array:
+        """Most probable state path (Viterbi), ``int32 batch + [T]``."""
+        return _posterior_mode(self, jnp.asarray(observations))
+
+    def posterior_sample(self, observations: Any, sample_shape: int | Sequence[int] = (),
+                         seed: Any = None) -> jax.Array:
+        """Exact draws of state paths from ``p(z_{1:T} | x_{1:T})``, ``int32 sample_shape +
+        batch + [T]`` (forward filtering, backward sampling)."""
+        return _posterior_sample(self, jnp.asarray(observations), as_key(seed),
+                                 as_shape(sample_shape))
+
+    # --- sampling ---------------------------------------------------------------------------
+    def _sample_states(self, key, shape: Shape) -> jax.Array:
+        """Ancestral draws of the state path, ``int32 shape + [T]`` (``shape`` = sample + batch),
+        by inverse-CDF sampling with all the uniforms drawn at once."""
+        K, T = self.num_states, self.num_steps
+        li = self._log_init()
+        lt = self._log_trans()
+        u = jax.random.uniform(key, (T,) + shape, li.dtype)
+        z0 = markov.categorical_from_uniform(jnp.broadcast_to(li, shape + (K,)), u[0])
+        if T == 1:
+            return z0[..., None]
+
+        def step(z, x):
+            u_t, lt_t = x if self.time_varying_transition else (x, lt)
+            rows = jnp.broadcast_to(lt_t, shape + (K, K))
+            logits = jnp.take_along_axis(rows, z[..., None, None], axis=-2)[..., 0, :]
+            z = markov.categorical_from_uniform(logits, u_t)
+            return z, z
+
+        xs = (u[1:], jnp.moveaxis(lt, -3, 0)) if self.time_varying_transition else u[1:]
+        _, zs = jax.lax.scan(step, z0, xs)                                  # [T-1, *shape]
+        return jnp.moveaxis(jnp.concatenate([z0[None], zs], axis=0), 0, -1)
+
+    def _sample(self, key, shape: Shape) -> jax.Array:
+        return _sample(self, key, tuple(shape))
+
+    def _sample_impl(self, key, shape: Shape) -> jax.Array:
+        # Draws every state's component at every step (K times the observations needed, but it
+        # works for any observation distribution), then picks the sampled state's one.
+        k_z, k_x = jax.random.split(key)
+        z = self._sample_states(k_z, shape)                                 # [*shape, T]
+        K, T = self.num_states, self.num_steps
+        obs = self.observation_distribution
+        ev = tuple(obs.event_shape)
+        if self.time_varying_observation:
+            x = obs._sample(k_x, shape + (T, K))                            # [*shape, T, K, *ev]
+        else:
+            x = obs._sample(k_x, (T,) + shape + (K,))                       # [T, *shape, K, *ev]
+            x = jnp.moveaxis(x, 0, len(shape))
+        idx = z.reshape(z.shape + (1,) + (1,) * len(ev))
+        idx = jnp.broadcast_to(idx, z.shape + (1,) + ev)
+        picked = jnp.take_along_axis(x, idx, axis=len(shape) + 1)
+        return jnp.squeeze(picked, axis=len(shape) + 1)
+
+    # --- moments ----------------------------------------------------------------------------
+    def _prior_marginals(self) -> jax.Array:
+        """``p(z_t = k)`` under the prior, shape ``batch' + [T, K]``."""
+        p0 = jnp.exp(self._log_init())
+        A = jnp.exp(self._log_trans())
+        if self.num_steps == 1:
+            return p0[..., None, :]
+        if self.time_varying_transition:
+            A = jnp.moveaxis(A, -3, 0)
+        batch = tuple(jnp.broadcast_shapes(p0.shape[:-1], self._trans_batch()))
+        p0 = jnp.broadcast_to(p0, batch + p0.shape[-1:])
+
+        def step(p, A_t):
+            p = jnp.einsum("...i,...ij->...j", p, A_t)
+            return p, p
+
+        if self.time_varying_transition:
+            _, ps = jax.lax.scan(step, p0, A)
+        else:
+            _, ps = jax.lax.scan(lambda p, _: step(p, A), p0, None, length=self.num_steps - 1)
+        return jnp.moveaxis(jnp.concatenate([p0[None], ps], axis=0), 0, -2)
+
+    def _component_moments(self, moment: Callable[[Distribution], jax.Array]):
+        """Per-state moment with shape ``obs batch' + [T or 1, K] + event``."""
+        m = moment(self.observation_distribution)
+        if not self.time_varying_observation:
+            ev = len(self.observation_distribution.event_shape)
+            m = jnp.expand_dims(m, m.ndim - 1 - ev)
+        return m
+
+    def _mix(self, values, probs):
+        ev = len(self.observation_distribution.event_shape)
+        w = probs.reshape(probs.shape + (1,) * ev)
+        return jnp.sum(w * values, axis=-1 - ev)
+
+    def mean(self) -> jax.Array:
+        """``E[x_t] = sum_k p(z_t = k) E[x_t | z_t = k]``; shape ``batch + event``."""
+        out = self._mix(self._component_moments(lambda d: d.mean()), self._prior_marginals())
+        return jnp.broadcast_to(out, self.batch_shape + self.event_shape)
+
+    def variance(self) -> jax.Array:
+        """Elementwise law of total variance ``E[Var(x_t|z_t)] + Var(E[x_t|z_t])``."""
+        p = self._prior_marginals()
+        mu = self._component_moments(lambda d: d.mean())
+        var = self._component_moments(lambda d: d.variance())
+        m = self._mix(mu, p)
+        out = self._mix(var + mu**2, p) - m**2
+        return jnp.broadcast_to(out, self.batch_shape + self.event_shape)
+
+
+# The public methods run these jitted functions (the distribution is a pytree), so that eager
+# calls compile once per shape instead of dispatching every operation separately.
+
+@jax.jit
+def _log_prob(d: HiddenMarkovModel, value):
+    args, cores, batch = d._chain_args(value)
+    parallel = markov.default_parallel()
+    return _map_over_batch(
+        lambda li, lt, lo: markov.forward_log_likelihood(li, lt, lo, parallel=parallel),
+        args, cores, batch)
+
+
+@jax.jit
+def _posterior_marginals(d: HiddenMarkovModel, observations):
+    args, cores, batch = d._chain_args(observations)
+    parallel = markov.default_parallel()
+    return _map_over_batch(
+        lambda li, lt, lo: markov.posterior_marginals(li, lt, lo, parallel=parallel),
+        args, cores, batch)
+
+
+@jax.jit
+def _posterior_mode(d: HiddenMarkovModel, observations):
+    args, cores, batch = d._chain_args(observations)
+    return _map_over_batch(markov.posterior_mode, args, cores, batch)
+
+
+@partial(jax.jit, static_argnums=3)
+def _posterior_sample(d: HiddenMarkovModel, observations, key, sample_shape: Shape):
+    args, cores, batch = d._chain_args(observations)
+    n = int(np.prod(batch, dtype=np.int64))
+    keys = jax.random.split(key, n).reshape(batch)
+    parallel = markov.default_parallel()
+    draws = _map_over_batch(
+        lambda k, li, lt, lo: markov.posterior_sample(k, li, lt, lo, sample_shape,
+                                                      parallel=parallel),
+        (keys,) + args, (0,) + cores, batch)                               # batch + S + [T]
+    nb, ns = len(batch), len(sample_shape)
+    return jnp.moveaxis(draws, tuple(range(nb, nb + ns)), tuple(range(ns)))
+
+
+@partial(jax.jit, static_argnums=2)
+def _sample(d: HiddenMarkovModel, key, shape: Shape):
+    return d._sample_impl(key, shape)

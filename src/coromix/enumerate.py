@@ -18,9 +18,10 @@ Two mechanisms, chosen by the shape of the discrete variable:
 
   This costs ``O(prod_j K_j * |S|)`` work, not ``K^|S|``.
 
-Contract for plates: after a plate variable of shape ``S`` is enumerated, every term's batch shape (the
-shape of its ``log_prob``) is ``S``, a shape without the plate dims, or has the enumeration dims on
-its left followed by exactly ``S``.  Extra per-element dimensions belong in the event
+Contract for plates: terms yielded before the first plate variable are free of it (declare global
+parameters first).  After a plate variable of shape ``S`` is enumerated, every term's batch shape
+(the shape of its ``log_prob``) is ``S``, a shape of rank at most ``len(S)`` without the plate
+dims, or has the enumeration dims on its left followed by exactly ``S``.  Extra per-element dimensions belong in the event
 (``Independent``/``Sample``).  Shapes that break this raise an error rather than give a wrong number.
 """
 
@@ -137,7 +138,7 @@ class PlateEnumerator:
         self.sizes: list[int] = []  # K_j of the j-th enumerated variable
         self.names: list[str] = []
         self.supports: list[np.ndarray] = []
-        self.terms: list[tuple[str, jax.Array]] = []
+        self.terms: list[tuple[str, jax.Array, int]] = []  # (name, term, enum dims when added)
 
     @property
     def num_enum_dims(self) -> int:
@@ -166,15 +167,16 @@ class PlateEnumerator:
         return value
 
     def add(self, name: str, term: jax.Array) -> None:
-        self.terms.append((name, jnp.asarray(term)))
+        self.terms.append((name, jnp.asarray(term), self.num_enum_dims))
 
     def _split(self):
         """Terms without enumeration dims (summed whole) and with them (aligned to full shape)."""
         e, plate = self.num_enum_dims, self.plate_shape
         enum_shape = tuple(reversed(self.sizes))
         free, bound = [], []
-        for name, term in self.terms:
-            if e == 0 or term.ndim <= len(plate):
+        for name, term, dims_then in self.terms:
+            # a term added before any enumeration cannot depend on an enumerated variable
+            if dims_then == 0 or term.ndim <= len(plate):
                 free.append(term)
                 continue
             extra = term.shape[: term.ndim - len(plate)]

@@ -1,1 +1,0 @@
-"""Models shipped with coromix, used by ``coromix demo`` and the tests."""

@@ -265,3 +265,23 @@ def test_sample_discrete_draws_from_the_exact_conditional():
     freq_z = np.stack([np.mean(np.asarray(draws.z) == k, axis=0) for k in range(3)], -1)
     se = np.sqrt(np.asarray(post.z) * (1 - np.asarray(post.z)) / n)
     assert np.all(np.abs(freq_z - np.asarray(post.z)) < 4 * se + 1e-3)
+
+
+def test_global_terms_before_a_plate_are_not_matched_with_it():
+    """A (3, 2) prior yielded before the plate variable is free of it, whatever its rank."""
+    with jax.enable_x64(True):
+        data = jnp.asarray(gmm_data(n=7))
+
+        def model():
+            scale = yield tfd.HalfNormal(jnp.ones((3, 2)))
+            mu = yield tfd.Normal(jnp.zeros(3), 5.0)
+            z = yield tfd.Categorical(probs=jnp.full((7, 3), 1 / 3))
+            x = yield tfd.Normal(mu[z], scale[z, 0])
+
+        scale = np.full((3, 2), 1.5)
+        mu = np.array([-3.0, 0.0, 4.0])
+        got = tfd.JointDistributionCoroutine(model).log_prob(scale=scale, mu=mu, x=data)
+        ref = (stats.halfnorm.logpdf(scale, 0, 1).sum() + stats.norm.logpdf(mu, 0, 5).sum()
+               + logsumexp(np.log(1 / 3) + stats.norm.logpdf(np.asarray(data)[:, None], mu, 1.5),
+                           axis=1).sum())
+        np.testing.assert_allclose(got, ref, rtol=1e-12)

@@ -174,3 +174,30 @@ def test_names_of_the_seed_step_model():
     spec.loader.exec_module(module)
     jd = tfd.JointDistributionCoroutine(module.dynamic_mixture_step(0.3))
     assert jd.variable_names == ["component_selection", "mu1", "mu2", "sigma", "observed_data"]
+
+
+def test_hidden_markov_model_as_a_node_with_priors():
+    with jax.enable_x64(True):
+        y = jnp.asarray(np.random.default_rng(3).normal(size=50))
+
+        def model():
+            loc = yield tfd.Ordered(tfd.Normal(jnp.zeros(2), 3.0))
+            stay = yield tfd.Beta(jnp.array([5.0, 5.0]), 1.0)
+            P = jnp.stack([jnp.stack([stay[0], 1 - stay[0]]), jnp.stack([1 - stay[1], stay[1]])])
+            obs = yield tfd.HiddenMarkovModel(tfd.Categorical(probs=jnp.array([0.5, 0.5])),
+                                              tfd.Categorical(probs=P), tfd.Normal(loc, 1.0),
+                                              num_steps=50)
+
+        jd = tfd.JointDistributionCoroutine(model)
+        loc, stay = jnp.array([-1.0, 1.0]), jnp.array([0.9, 0.8])
+        P = jnp.array([[0.9, 0.1], [0.2, 0.8]])
+        hmm = tfd.HiddenMarkovModel(tfd.Categorical(probs=jnp.array([0.5, 0.5])),
+                                    tfd.Categorical(probs=P), tfd.Normal(loc, 1.0), num_steps=50)
+        expected = (tfd.Ordered(tfd.Normal(jnp.zeros(2), 3.0)).log_prob(loc)
+                    + tfd.Beta(jnp.array([5.0, 5.0]), 1.0).log_prob(stay).sum() + hmm.log_prob(y))
+        np.testing.assert_allclose(jd.log_prob(loc=loc, stay=stay, obs=y), expected, rtol=1e-12)
+        post = jd.discrete_posterior(loc=loc, stay=stay, obs=y)
+        np.testing.assert_allclose(post.obs_states, hmm.posterior_marginals(y).probs, atol=1e-12)
+        grad = jax.grad(jd.pin(obs=y).unconstrained_log_prob)({"loc": jnp.zeros(2),
+                                                               "stay": jnp.zeros(2)})
+        assert all(np.all(np.isfinite(g)) for g in grad.values())

@@ -273,3 +273,51 @@ def test_parallel_in_time_equals_sequential(x64):
     seq, par = RegimeSwitching(step, 300, parallel=False), RegimeSwitching(step, 300, parallel=True)
     np.testing.assert_allclose(par.log_prob(y), seq.log_prob(y), rtol=1e-10)
     np.testing.assert_allclose(par.posterior_marginals(y), seq.posterior_marginals(y), atol=1e-10)
+
+
+def seed_step(mu1=0.0, mu2=5.0, sigma=1.0):
+    """The seed's second model as one step: probabilities softmax([x_prev, -x_prev])."""
+
+    def step(prev, inputs):
+        x = 0.0 if prev is None else prev.observed_data
+        component_selection = yield tfd.Categorical(logits=jnp.stack([x, -x]))
+        if component_selection == 0:
+            observed_data = yield tfd.Normal(loc=mu1, scale=sigma)
+        else:
+            observed_data = yield tfd.Normal(loc=mu2, scale=sigma)
+
+    return step
+
+
+def test_seed_second_model_log_prob_equals_brute_force(x64):
+    T = 7
+    y = np.random.default_rng(8).normal(2.0, 2.5, size=T)
+    d = RegimeSwitching(seed_step(0.0, 5.0, 1.0), T)
+    total = []
+    for path in itertools.product(range(2), repeat=T):
+        lp = 0.0
+        for t, k in enumerate(path):
+            x = 0.0 if t == 0 else y[t - 1]
+            logits = np.array([x, -x])
+            lp += logits[k] - logsumexp(logits) + stats.norm.logpdf(y[t], (0.0, 5.0)[k], 1.0)
+        total.append(lp)
+    np.testing.assert_allclose(d.log_prob(jnp.asarray(y)), logsumexp(total), rtol=1e-10)
+
+
+def test_seed_second_model_sample_matches_direct_simulation():
+    """Regime frequencies per step agree with the seed's own step-by-step simulation."""
+    T, n = 12, 3000
+    d = RegimeSwitching(seed_step(0.0, 5.0, 1.0), T)
+    _, regimes = jax.vmap(lambda k: d.sample_with_regimes(seed=k))(
+        jax.random.split(jax.random.key(0), n))
+    ours = np.mean(np.asarray(regimes) == 0, axis=0)
+    rng = np.random.default_rng(0)
+    direct = np.zeros((n, T), int)
+    x = np.zeros(n)
+    for t in range(T):
+        p0 = 1 / (1 + np.exp(-2 * x))  # softmax([x, -x])[0]
+        direct[:, t] = (rng.random(n) >= p0).astype(int)
+        x = np.where(direct[:, t] == 0, 0.0, 5.0) + rng.normal(size=n)
+    theirs = np.mean(direct == 0, axis=0)
+    se = np.sqrt(theirs * (1 - theirs) / n * 2)
+    assert np.all(np.abs(ours - theirs) < 4 * se + 1e-3), (ours, theirs)

@@ -1,51 +1,51 @@
 """Distributions with TensorFlow Probability's names, parameters and shape semantics."""
 
-from coromix.distributions.distribution import Distribution
-from coromix.distributions.normal import Normal
+from coromix.distributions.bernoulli import Bernoulli
+from coromix.distributions.beta import Beta
+from coromix.distributions.binomial import Binomial
 from coromix.distributions.categorical import Categorical
-from coromix.distributions.half_normal import HalfNormal
-from coromix.distributions.log_normal import LogNormal
-from coromix.distributions.student_t import StudentT
 from coromix.distributions.cauchy import Cauchy
-from coromix.distributions.half_cauchy import HalfCauchy
-from coromix.distributions.laplace import Laplace
+from coromix.distributions.dirichlet import Dirichlet
+from coromix.distributions.distribution import Distribution
 from coromix.distributions.exponential import Exponential
 from coromix.distributions.gamma import Gamma
-from coromix.distributions.inverse_gamma import InverseGamma
-from coromix.distributions.beta import Beta
-from coromix.distributions.uniform import Uniform
-from coromix.distributions.dirichlet import Dirichlet
-from coromix.distributions.mvn_tril import MultivariateNormalTriL
-from coromix.distributions.bernoulli import Bernoulli
-from coromix.distributions.binomial import Binomial
-from coromix.distributions.poisson import Poisson
-from coromix.distributions.negative_binomial import NegativeBinomial
+from coromix.distributions.half_cauchy import HalfCauchy
+from coromix.distributions.half_normal import HalfNormal
 from coromix.distributions.independent import Independent
+from coromix.distributions.inverse_gamma import InverseGamma
+from coromix.distributions.laplace import Laplace
+from coromix.distributions.log_normal import LogNormal
+from coromix.distributions.mvn_tril import MultivariateNormalTriL
+from coromix.distributions.negative_binomial import NegativeBinomial
+from coromix.distributions.normal import Normal
+from coromix.distributions.poisson import Poisson
 from coromix.distributions.sample import Sample
+from coromix.distributions.student_t import StudentT
+from coromix.distributions.uniform import Uniform
 
 __all__ = [
-    "Distribution",
-    "Normal",
+    "Bernoulli",
+    "Beta",
+    "Binomial",
     "Categorical",
-    "HalfNormal",
-    "LogNormal",
-    "StudentT",
     "Cauchy",
-    "HalfCauchy",
-    "Laplace",
+    "Dirichlet",
+    "Distribution",
     "Exponential",
     "Gamma",
-    "InverseGamma",
-    "Beta",
-    "Uniform",
-    "Dirichlet",
-    "MultivariateNormalTriL",
-    "Bernoulli",
-    "Binomial",
-    "Poisson",
-    "NegativeBinomial",
+    "HalfCauchy",
+    "HalfNormal",
     "Independent",
+    "InverseGamma",
+    "Laplace",
+    "LogNormal",
+    "MultivariateNormalTriL",
+    "NegativeBinomial",
+    "Normal",
+    "Poisson",
     "Sample",
+    "StudentT",
+    "Uniform",
 ]
 from coromix.distributions.ordered import Ordered  # noqa: E402
 from coromix.distributions.mixture import Mixture  # noqa: E402

@@ -41,7 +41,10 @@ class Beta(Distribution):
     def _sample(self, key, shape):
         a = jnp.broadcast_to(self.concentration1, shape)
         b = jnp.broadcast_to(self.concentration0, shape)
-        return jax.random.beta(key, a, b, shape, self.dtype)
+        x = jax.random.beta(key, a, b, shape, self.dtype)
+        # float32 rounding can give exactly 0 or 1; keep draws inside the open support (0, 1)
+        finfo = jnp.finfo(self.dtype)
+        return jnp.clip(x, finfo.tiny, 1 - finfo.epsneg)
 
     def log_prob(self, value):
         x = jnp.asarray(value)

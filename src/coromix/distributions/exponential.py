@@ -33,7 +33,9 @@ class Exponential(Distribution):
         return constraints.positive
 
     def _sample(self, key, shape):
-        return jax.random.exponential(key, shape, self.dtype) / self.rate
+        # a uniform draw of exactly 0 gives 0: keep draws inside the support x > 0 (as TFP)
+        e = jnp.maximum(jax.random.exponential(key, shape, self.dtype), jnp.finfo(self.dtype).tiny)
+        return e / self.rate
 
     def log_prob(self, value):
         x = jnp.asarray(value)

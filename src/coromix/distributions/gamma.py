@@ -41,7 +41,9 @@ class Gamma(Distribution):
 
     def _sample(self, key, shape):
         c = jnp.broadcast_to(self.concentration, shape)
-        return jax.random.gamma(key, c, shape, self.dtype) / self.rate
+        # small concentrations can underflow to 0: keep draws inside the support x > 0
+        g = jnp.maximum(jax.random.gamma(key, c, shape, self.dtype), jnp.finfo(self.dtype).tiny)
+        return g / self.rate
 
     def log_prob(self, value):
         x = jnp.asarray(value)

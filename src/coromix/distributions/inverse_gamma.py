@@ -42,7 +42,9 @@ class InverseGamma(Distribution):
 
     def _sample(self, key, shape):
         c = jnp.broadcast_to(self.concentration, shape)
-        return self.scale / jax.random.gamma(key, c, shape, self.dtype)
+        # small concentrations can underflow to 0: keep draws finite
+        g = jnp.maximum(jax.random.gamma(key, c, shape, self.dtype), jnp.finfo(self.dtype).tiny)
+        return self.scale / g
 
     def log_prob(self, value):
         x = jnp.asarray(value)

@@ -6,8 +6,8 @@ exactly, so NUTS can fit the continuous parameters, and the posterior of the cho
 
 __version__ = "0.1.0"
 
-from coromix import distributions  # noqa: E402
-from coromix.infer import map, nuts  # noqa: E402
-from coromix.results import Posterior  # noqa: E402
+from coromix import distributions
+from coromix.infer import map, nuts
+from coromix.results import Posterior
 
-__all__ = ["distributions", "nuts", "map", "Posterior", "__version__"]
+__all__ = ["Posterior", "__version__", "distributions", "map", "nuts"]

@@ -63,7 +63,7 @@ def agreement(labels: np.ndarray, species: np.ndarray) -> float:
 
 
 def fit_iris(out: Path, chains: int, warmup: int, samples: int, seed: int, progress: bool) -> dict:
-    header, table = load_csv("iris_petals.csv")
+    _, table = load_csv("iris_petals.csv")
     x = table[:, :2].astype(float)
     species = table[:, 2]
     print(f"\n== Mixture: iris petals ({len(x)} flowers, 3 bivariate normal components)")
@@ -138,7 +138,7 @@ def gdp_model(num_steps: int):
 
 
 def fit_gdp(out: Path, chains: int, warmup: int, samples: int, seed: int, progress: bool) -> dict:
-    header, table = load_csv("us_gdp_growth.csv")
+    _, table = load_csv("us_gdp_growth.csv")
     year, quarter = table[:, 0].astype(int), table[:, 1].astype(int)
     growth = table[:, 2].astype(float)
     print(f"\n== Regime switching: US real GDP growth, {year[0]}Q{quarter[0]}-"

@@ -27,7 +27,8 @@ dims, or has the enumeration dims on its left followed by exactly ``S``.  Extra 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

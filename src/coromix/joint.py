@@ -13,7 +13,8 @@ enumeration of :mod:`coromix.enumerate`:
 from __future__ import annotations
 
 import zlib
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,9 @@ from coromix import model as runner
 from coromix import transforms
 from coromix.distributions.distribution import Distribution, as_key, as_shape, is_concrete
 from coromix.model import Values
+
+if TYPE_CHECKING:
+    from coromix.pinned import PinnedModel
 
 
 def _site_key(key: jax.Array, name: str) -> jax.Array:
@@ -79,7 +83,7 @@ def _marginals_of(dist: Distribution, value: Any) -> jax.Array:
     return getattr(marginals, "probs", marginals)
 
 
-def _in_model_order(scorer: "_Scorer", out: Mapping[str, Any]) -> Values:
+def _in_model_order(scorer: _Scorer, out: Mapping[str, Any]) -> Values:
     """Site names in model order, each followed by the chain it hides (if any)."""
     order = []
     for site in scorer.sites:
@@ -307,7 +311,7 @@ class JointDistributionCoroutine:
         return self._call("log_prob", lambda v: self._batched(self._log_prob_one, v),
                           {**(values or {}), **kwargs})
 
-    def pin(self, values: Mapping[str, Any] | None = None, /, **observed: Any) -> "PinnedModel":
+    def pin(self, values: Mapping[str, Any] | None = None, /, **observed: Any) -> PinnedModel:
         """Condition on observed values: the unnormalized posterior over the remaining variables."""
         from coromix.pinned import PinnedModel
 

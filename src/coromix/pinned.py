@@ -9,7 +9,8 @@ unconstrained space (each support mapped to all reals by :func:`coromix.transfor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +34,7 @@ class PinnedModel:
         posterior.to_constrained(u)                  # Values in the model's own space
     """
 
-    def __init__(self, joint: "JointDistributionCoroutine", observed: Mapping[str, Any]):
+    def __init__(self, joint: JointDistributionCoroutine, observed: Mapping[str, Any]):
         self.joint = joint
         _, arrays = joint._batch_of(observed)
         shapes = joint.event_shapes()

@@ -567,7 +567,17 @@ def biject_to(constraint: constraints.Constraint) -> Transform:
 
 
 __all__ = [
-    "Transform", "IdentityTransform", "ExpTransform", "LowerBoundTransform", "SigmoidTransform",
-    "IntervalTransform", "StickBreakingTransform", "OrderedTransform", "PositiveOrderedTransform",
-    "CorrCholeskyTransform", "LowerCholeskyTransform", "IndependentTransform", "biject_to",
+    "CorrCholeskyTransform",
+    "ExpTransform",
+    "IdentityTransform",
+    "IndependentTransform",
+    "IntervalTransform",
+    "LowerBoundTransform",
+    "LowerCholeskyTransform",
+    "OrderedTransform",
+    "PositiveOrderedTransform",
+    "SigmoidTransform",
+    "StickBreakingTransform",
+    "Transform",
+    "biject_to",
 ]

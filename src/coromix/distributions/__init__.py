@@ -11,51 +11,28 @@ from coromix.distributions.exponential import Exponential
 from coromix.distributions.gamma import Gamma
 from coromix.distributions.half_cauchy import HalfCauchy
 from coromix.distributions.half_normal import HalfNormal
+from coromix.distributions.hidden_markov_model import HiddenMarkovModel
 from coromix.distributions.independent import Independent
 from coromix.distributions.inverse_gamma import InverseGamma
 from coromix.distributions.laplace import Laplace
 from coromix.distributions.log_normal import LogNormal
+from coromix.distributions.mixture import Mixture
+from coromix.distributions.mixture_same_family import MixtureSameFamily
 from coromix.distributions.mvn_tril import MultivariateNormalTriL
 from coromix.distributions.negative_binomial import NegativeBinomial
 from coromix.distributions.normal import Normal
+from coromix.distributions.ordered import Ordered
 from coromix.distributions.poisson import Poisson
+from coromix.distributions.regime_switching import RegimeSwitching
 from coromix.distributions.sample import Sample
 from coromix.distributions.student_t import StudentT
 from coromix.distributions.uniform import Uniform
+from coromix.joint import JointDistributionCoroutine
 
 __all__ = [
-    "Bernoulli",
-    "Beta",
-    "Binomial",
-    "Categorical",
-    "Cauchy",
-    "Dirichlet",
-    "Distribution",
-    "Exponential",
-    "Gamma",
-    "HalfCauchy",
-    "HalfNormal",
-    "Independent",
-    "InverseGamma",
-    "Laplace",
-    "LogNormal",
-    "MultivariateNormalTriL",
-    "NegativeBinomial",
-    "Normal",
-    "Poisson",
-    "Sample",
-    "StudentT",
-    "Uniform",
+    "Bernoulli", "Beta", "Binomial", "Categorical", "Cauchy", "Dirichlet", "Distribution",
+    "Exponential", "Gamma", "HalfCauchy", "HalfNormal", "HiddenMarkovModel", "Independent",
+    "InverseGamma", "JointDistributionCoroutine", "Laplace", "LogNormal", "Mixture",
+    "MixtureSameFamily", "MultivariateNormalTriL", "NegativeBinomial", "Normal", "Ordered",
+    "Poisson", "RegimeSwitching", "Sample", "StudentT", "Uniform",
 ]
-from coromix.distributions.ordered import Ordered  # noqa: E402
-from coromix.distributions.mixture import Mixture  # noqa: E402
-from coromix.distributions.mixture_same_family import MixtureSameFamily  # noqa: E402
-
-from coromix.distributions.regime_switching import RegimeSwitching  # noqa: E402
-from coromix.distributions.hidden_markov_model import HiddenMarkovModel  # noqa: E402
-
-__all__ += ["Ordered", "Mixture", "MixtureSameFamily", "RegimeSwitching", "HiddenMarkovModel"]
-
-from coromix.joint import JointDistributionCoroutine  # noqa: E402  (needs the classes above)
-
-__all__ += ["JointDistributionCoroutine"]

@@ -12,7 +12,8 @@ through ``jax.jit``, ``jax.vmap`` and ``jax.grad``.  Subclasses list their array
 from __future__ import annotations
 
 import secrets
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp

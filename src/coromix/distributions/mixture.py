@@ -24,7 +24,8 @@ def _same_constraint(a, b) -> bool:
     try:
         return all(_same_constraint(va[n], vb[n]) if isinstance(va[n], constraints.Constraint)
                    else bool(np.array_equal(np.asarray(va[n]), np.asarray(vb[n]))) for n in va)
-    except Exception:  # tracers (inside jit) or incomparable values: treat as different
+    except (TypeError, ValueError, jax.errors.JAXTypeError, jax.errors.ConcretizationTypeError):
+        # tracers (inside jit) or incomparable values: treat as different
         return False
 
 

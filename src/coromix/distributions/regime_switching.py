@@ -23,7 +23,8 @@ on the previous observation.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +32,8 @@ import numpy as np
 
 from coromix import constraints, markov
 from coromix import model as runner
-from coromix.model import Values
 from coromix.distributions.distribution import Distribution, as_key, as_shape
+from coromix.model import Values
 
 
 def _is_regime(dist: Distribution) -> bool:
@@ -251,7 +252,7 @@ class RegimeSwitching(Distribution):
                 row = []
                 for j in range(K):
                     sampler = _StepSampler(j, regime_key, obs_key)
-                    runner.run(lambda: self.step(prev_i, inp), sampler)
+                    runner.run(lambda prev_i=prev_i: self.step(prev_i, inp), sampler)
                     row.append(sampler.observations)
                 candidates_s.append(sampler.regime_draw)
                 candidates_y.append(row)

@@ -1,4 +1,4 @@
-"""The ``coromix`` command: ``coromix --version``, ``coromix demo``."""
+"""The ``coromix`` command: ``coromix --version``, ``coromix demo``, ``coromix fit``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,23 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def fit(args: argparse.Namespace) -> int:
+    """Fit a model file to a CSV; problems with the inputs are one line on stderr, exit code 2."""
+    from coromix import fit as fit_module
+
+    try:
+        fit_module.run(args.model, args.data, args.out, chains=args.chains, warmup=args.warmup,
+                       samples=args.samples, seed=args.seed, use_map=args.map,
+                       progress=not args.quiet)
+    except fit_module.FitError as err:
+        sys.stdout.flush()
+        if err.details:
+            sys.stderr.write(err.details)
+        print(f"coromix fit: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="coromix", description="Mixture and regime-switching models written as coroutines.")
@@ -31,6 +48,26 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--quiet", action="store_true", help="no progress bars")
     p_demo.set_defaults(run=demo)
+    p_fit = commands.add_parser(
+        "fit", help="fit a model file to a CSV",
+        description="Fit the generator function `model(data)` of MODEL.py to the CSV: columns "
+                    "named like model variables are observed, the others are data the model "
+                    "reads (data['x']). Writes posterior.nc (ArviZ), summary.csv, trace.png, "
+                    "posterior.png and posterior_predictive.png, or map.csv with --map.")
+    p_fit.add_argument("model", metavar="MODEL.py",
+                       help="Python file defining a generator function model(data)")
+    p_fit.add_argument("--data", required=True, metavar="DATA.csv",
+                       help="CSV with a header line; one numeric column per variable or covariate")
+    p_fit.add_argument("--out", help="folder for the results (default: a new one under the "
+                                     "current directory)")
+    p_fit.add_argument("--chains", type=int, default=4)
+    p_fit.add_argument("--warmup", type=int, default=1000)
+    p_fit.add_argument("--samples", type=int, default=1000)
+    p_fit.add_argument("--seed", type=int, default=0)
+    p_fit.add_argument("--map", action="store_true",
+                       help="the posterior mode (MAP, by optimization) instead of NUTS draws")
+    p_fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    p_fit.set_defaults(run=fit)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

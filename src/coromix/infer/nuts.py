@@ -73,8 +73,8 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
             there are divergences.
         dense_mass: adapt a dense mass matrix instead of a diagonal one.
         init: constrained starting values for every parameter, used by all chains; by default
-            each chain starts at a random point (uniform in (-2, 2) on unconstrained space) with a
-            finite log density and gradient.
+            each chain starts at a draw from the prior, or, where that has no finite log density
+            and gradient, at a random point uniform in (-2, 2) on unconstrained space.
         progress: show a progress bar on stderr.
         chain_method: ``"vectorized"`` (all chains vmapped on one device), ``"parallel"`` (chains
             split over the local devices), or ``"auto"`` (parallel when there are several devices
@@ -178,7 +178,13 @@ def _initial_positions(posterior: PinnedModel, logdensity: Callable, key: jax.Ar
         return {k: jnp.broadcast_to(v, (num_chains,) + v.shape) for k, v in start.items()}
 
     def candidates(keys):  # one flat vmap over chains x tries: faster to compile than two
-        points = jax.vmap(lambda k: posterior.init(k, radius=_INIT_RADIUS))(keys)
+        # each chain's first try is a prior draw (it respects informative priors, e.g. a mean
+        # centred far from 0); the others are uniform on unconstrained space, as in Stan
+        uniform = jax.vmap(lambda k: posterior.init(k, radius=_INIT_RADIUS))(keys)
+        prior = jax.vmap(posterior.prior_draw)(keys)
+        first_try = (jnp.arange(len(keys)) % _INIT_TRIES) == 0
+        points = {k: jnp.where(first_try.reshape((-1,) + (1,) * (v.ndim - 1)), prior[k], v)
+                  for k, v in uniform.items()}
         lp, grad = jax.vmap(jax.value_and_grad(logdensity))(points)
         ok = jax.vmap(_finite)(lp, grad).reshape(num_chains, _INIT_TRIES)
         first = jnp.arange(num_chains) * _INIT_TRIES + jnp.argmax(ok, axis=1)
@@ -188,8 +194,9 @@ def _initial_positions(posterior: PinnedModel, logdensity: Callable, key: jax.Ar
     if not bool(jnp.all(found)):
         raise ValueError(
             f"no starting point with a finite log density and gradient for model "
-            f"{posterior.joint.name!r}: {_INIT_TRIES} random points per chain (uniform in "
-            f"(-{_INIT_RADIUS:g}, {_INIT_RADIUS:g}) on unconstrained space) for its parameters "
+            f"{posterior.joint.name!r}: {_INIT_TRIES} random points per chain (a prior draw, then "
+            f"uniform in (-{_INIT_RADIUS:g}, {_INIT_RADIUS:g}) on unconstrained space) for its "
+            f"parameters "
             f"{dict(shapes)} all failed in "
             f"{int(num_chains - jnp.sum(found))} of {num_chains} chains. Check the observed "
             f"values {list(posterior.observed)} against the supports of their distributions, or "

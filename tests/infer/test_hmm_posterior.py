@@ -129,6 +129,7 @@ def test_hmm_posterior_matches_numpyro_reference():
     check_states(post, y)
 
 
+@pytest.mark.slow  # ~30 s of NUTS compilation and sampling; the default suite keeps posteriordb's mixture
 def test_hmm_posterior_fast():
     """4 chains x (300 + 300): means within 5 combined MCSEs, sds within 5 combined SEs of the
     sd, R-hat < 1.02 (looser, for the default suite)."""

@@ -38,8 +38,8 @@ def _site_key(key: jax.Array, name: str) -> jax.Array:
 def _wrap_errors(name: str, dist: Distribution, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except (enum.EnumerationError, runner.ModelDefinitionError):
-        raise
+    except (enum.EnumerationError, runner.ModelDefinitionError, jax.errors.JAXTypeError):
+        raise  # already specific (JAX's own errors take other constructor arguments)
     except (ValueError, TypeError) as err:
         raise type(err)(f"variable {name!r} ({type(dist).__name__}): {err}") from err
 

@@ -8,11 +8,11 @@ import numpy as np
 from jax.scipy.special import xlog1py, xlogy
 
 from coromix import constraints
-from coromix.distributions.categorical import logits_and_probs
+from coromix.distributions.categorical import SuccessProbability, logits_and_probs
 from coromix.distributions.distribution import Distribution, batch_of
 
 
-class Bernoulli(Distribution):
+class Bernoulli(SuccessProbability, Distribution):
     """Bernoulli(probs=p) or Bernoulli(logits=l): ``P(X = 1) = p = sigmoid(l)``, ``P(X = 0) = 1 - p``.
 
     Samples are int32; ``log_prob`` is ``-inf`` for values other than 0 and 1.
@@ -35,15 +35,6 @@ class Bernoulli(Distribution):
             return []
         p = self._param
         return [("probs", (p >= 0) & (p <= 1), "in [0, 1]")]
-
-    @property
-    def logits(self):
-        p = self._param
-        return p if self._kind == "logits" else jnp.log(p) - jnp.log1p(-p)
-
-    @property
-    def probs(self):
-        return self._param if self._kind == "probs" else jax.nn.sigmoid(self._param)
 
     @property
     def batch_shape(self):

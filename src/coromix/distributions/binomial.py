@@ -8,11 +8,11 @@ import numpy as np
 from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from coromix import constraints
-from coromix.distributions.categorical import logits_and_probs
+from coromix.distributions.categorical import SuccessProbability, logits_and_probs
 from coromix.distributions.distribution import Distribution, batch_of, is_concrete, promote_floats
 
 
-class Binomial(Distribution):
+class Binomial(SuccessProbability, Distribution):
     """Binomial(total_count, probs=p) or Binomial(total_count, logits=l): number of successes in
     ``n = total_count`` trials of success probability ``p = sigmoid(l)``;
     ``P(X = k) = C(n, k) p**k (1 - p)**(n - k)`` for integers ``0 <= k <= n``.
@@ -43,15 +43,6 @@ class Binomial(Distribution):
             p = self._param
             checks.append(("probs", (p >= 0) & (p <= 1), "in [0, 1]"))
         return checks
-
-    @property
-    def logits(self):
-        p = self._param
-        return p if self._kind == "logits" else jnp.log(p) - jnp.log1p(-p)
-
-    @property
-    def probs(self):
-        return self._param if self._kind == "probs" else jax.nn.sigmoid(self._param)
 
     @property
     def batch_shape(self):

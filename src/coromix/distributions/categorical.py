@@ -17,6 +17,19 @@ def logits_and_probs(logits, probs, label: str):
     return (as_float(logits), "logits") if probs is None else (as_float(probs), "probs")
 
 
+class SuccessProbability:
+    """``logits``/``probs`` views of a success probability kept as given (``_param``, ``_kind``)."""
+
+    @property
+    def logits(self):
+        p = self._param
+        return p if self._kind == "logits" else jnp.log(p) - jnp.log1p(-p)
+
+    @property
+    def probs(self):
+        return self._param if self._kind == "probs" else jax.nn.sigmoid(self._param)
+
+
 class Categorical(Distribution):
     """Categorical(probs=p) or Categorical(logits=l): ``P(X = k) = p[..., k]``, ``p = softmax(l)``.
 

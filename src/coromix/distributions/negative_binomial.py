@@ -7,11 +7,11 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from coromix import constraints
-from coromix.distributions.categorical import logits_and_probs
+from coromix.distributions.categorical import SuccessProbability, logits_and_probs
 from coromix.distributions.distribution import Distribution, batch_of, promote_floats
 
 
-class NegativeBinomial(Distribution):
+class NegativeBinomial(SuccessProbability, Distribution):
     """NegativeBinomial(total_count, probs=p) or (total_count, logits=l): the number of successes
     (probability ``p = sigmoid(l)`` each) before ``n = total_count`` failures;
     ``P(X = k) = Gamma(n + k) / (Gamma(n) k!) p**k (1 - p)**n`` for integers ``k >= 0``.
@@ -40,15 +40,6 @@ class NegativeBinomial(Distribution):
             p = self._param
             checks.append(("probs", (p >= 0) & (p < 1), "in [0, 1)"))
         return checks
-
-    @property
-    def logits(self):
-        p = self._param
-        return p if self._kind == "logits" else jnp.log(p) - jnp.log1p(-p)
-
-    @property
-    def probs(self):
-        return self._param if self._kind == "probs" else jax.nn.sigmoid(self._param)
 
     @property
     def batch_shape(self):

@@ -86,7 +86,7 @@ def test_draws_have_chain_and_draw_dims(conjugate_fit):
 def test_to_arviz_summary_and_plots(conjugate_fit):
     idata = conjugate_fit.to_arviz()
     assert set(idata.groups()) == {"posterior", "unconstrained_posterior", "sample_stats",
-                                   "observed_data"}
+                                   "observed_data", "log_likelihood"}
     assert list(idata.posterior.data_vars) == ["mu", "rate"]
     assert dict(idata.posterior.sizes) == {"chain": 2, "draw": 300, "mu_dim_0": 2}
     assert set(idata.sample_stats.data_vars) == set(SAMPLE_STATS)
@@ -238,11 +238,12 @@ def test_progress_bar_keeps_the_furthest_step():
 
 def test_initial_positions_are_finite_and_init_is_used():
     pinned = tfd.JointDistributionCoroutine(normal_model).pin(y=Y)
-    key = jax.random.key(0)
-    starts = nuts_module._initial_positions(pinned, pinned.unconstrained_log_prob, key, 3, None)
+    find = nuts_module._start_finder(pinned, pinned.unconstrained_log_prob)
+    starts, found = jax.vmap(find)(jax.random.split(jax.random.key(0), 3))
+    assert np.all(found) and np.all(np.isfinite(starts["mu"]))
     assert starts["mu"].shape == (3,) and len(set(np.asarray(starts["mu"]).tolist())) == 3
-    given = nuts_module._initial_positions(pinned, pinned.unconstrained_log_prob, key, 3,
-                                           {"mu": 1.0, "sigma": np.e})
+    given = nuts_module._given_positions(pinned, pinned.unconstrained_log_prob, 3,
+                                         {"mu": 1.0, "sigma": np.e})
     np.testing.assert_allclose(given["sigma"], [1.0, 1.0, 1.0], rtol=1e-6)
 
 

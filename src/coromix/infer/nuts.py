@@ -94,15 +94,20 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
         lp = posterior.unconstrained_log_prob(u)
         return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
 
-    init_key, chain_key = jax.random.split(as_key(seed))
-    positions = _initial_positions(posterior, logdensity, init_key, num_chains, init)
+    if init is not None:
+        positions = _given_positions(posterior, logdensity, num_chains, init)
+        find_start = None
+    else:  # placeholders of the right shapes: each chain finds its own start when it runs
+        positions = {k: jnp.zeros((num_chains,) + shape, dtype)
+                     for k, (shape, dtype) in posterior._parameter_info().items()}
+        find_start = _start_finder(posterior, logdensity)
 
     phases = {0: ("warmup", num_warmup), 1: ("sampling", num_samples)}
     bar = _ProgressBar(phases) if progress else None
     run_chain = _chain_program(logdensity, num_warmup=num_warmup, num_samples=num_samples,
                                dense_mass=dense_mass, target_accept=target_accept,
-                               max_tree_depth=max_tree_depth, bar=bar)
-    keys = jax.random.key_data(jax.random.split(chain_key, num_chains))
+                               max_tree_depth=max_tree_depth, bar=bar, find_start=find_start)
+    keys = jax.random.key_data(jax.random.split(as_key(seed), num_chains))
     program = _all_chains(run_chain, method)
     start = time.perf_counter()
     if bar is not None:
@@ -110,8 +115,10 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
     compiled = program.lower(keys, positions).compile()
     compile_time = time.perf_counter() - start
     start = time.perf_counter()
-    draws, stats = jax.block_until_ready(compiled(keys, positions))
+    draws, stats, found = jax.block_until_ready(compiled(keys, positions))
     sampling_time = time.perf_counter() - start
+    if not bool(np.all(found)):
+        raise _no_start_error(posterior, int(np.sum(~np.asarray(found))), num_chains)
 
     constrained = jax.jit(jax.vmap(jax.vmap(posterior.to_constrained)))(draws)
     result = Posterior(
@@ -160,48 +167,60 @@ def _finite(lp: jax.Array, grad: Mapping[str, jax.Array]) -> jax.Array:
     return jnp.isfinite(lp) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in grad.values()]))
 
 
-def _initial_positions(posterior: PinnedModel, logdensity: Callable, key: jax.Array,
-                       num_chains: int, init: Mapping[str, Any] | None) -> dict[str, jax.Array]:
-    """One starting point per chain on unconstrained space, with finite log density and gradient."""
+def _given_positions(posterior: PinnedModel, logdensity: Callable, num_chains: int,
+                     init: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """``init=`` (constrained values) on unconstrained space, checked, one copy per chain."""
     shapes = posterior.parameter_shapes
-    if init is not None:
-        try:
-            start = posterior.to_unconstrained(init)
-        except ValueError as err:
-            raise ValueError(f"init= does not fit model {posterior.joint.name!r} (its parameters: "
-                             f"{list(shapes)}): {err}") from err
-        lp, grad = jax.value_and_grad(logdensity)(start)
-        if not _finite(lp, grad):
-            raise ValueError(f"init= is a point where the log density of {posterior.joint.name!r} "
-                             f"is {float(lp)} or its gradient is not finite; give values inside "
-                             f"the support of each parameter {list(shapes)}")
-        return {k: jnp.broadcast_to(v, (num_chains,) + v.shape) for k, v in start.items()}
+    try:
+        start = posterior.to_unconstrained(init)
+    except ValueError as err:
+        raise ValueError(f"init= does not fit model {posterior.joint.name!r} (its parameters: "
+                         f"{list(shapes)}): {err}") from err
+    lp, grad = jax.value_and_grad(logdensity)(start)
+    if not _finite(lp, grad):
+        raise ValueError(f"init= is a point where the log density of {posterior.joint.name!r} "
+                         f"is {float(lp)} or its gradient is not finite; give values inside "
+                         f"the support of each parameter {list(shapes)}")
+    return {k: jnp.broadcast_to(v, (num_chains,) + v.shape) for k, v in start.items()}
 
-    def candidates(keys):  # one flat vmap over chains x tries: faster to compile than two
-        # each chain's first try is a prior draw (it respects informative priors, e.g. a mean
-        # centred far from 0); the others are uniform on unconstrained space, as in Stan
-        uniform = jax.vmap(lambda k: posterior.init(k, radius=_INIT_RADIUS))(keys)
-        prior = jax.vmap(posterior.prior_draw)(keys)
-        first_try = (jnp.arange(len(keys)) % _INIT_TRIES) == 0
-        points = {k: jnp.where(first_try.reshape((-1,) + (1,) * (v.ndim - 1)), prior[k], v)
-                  for k, v in uniform.items()}
-        lp, grad = jax.vmap(jax.value_and_grad(logdensity))(points)
-        ok = jax.vmap(_finite)(lp, grad).reshape(num_chains, _INIT_TRIES)
-        first = jnp.arange(num_chains) * _INIT_TRIES + jnp.argmax(ok, axis=1)
-        return {k: v[first] for k, v in points.items()}, jnp.any(ok, axis=1)
 
-    positions, found = jax.jit(candidates)(jax.random.split(key, num_chains * _INIT_TRIES))
-    if not bool(jnp.all(found)):
-        raise ValueError(
-            f"no starting point with a finite log density and gradient for model "
-            f"{posterior.joint.name!r}: {_INIT_TRIES} random points per chain (a prior draw, then "
-            f"uniform in (-{_INIT_RADIUS:g}, {_INIT_RADIUS:g}) on unconstrained space) for its "
-            f"parameters "
-            f"{dict(shapes)} all failed in "
-            f"{int(num_chains - jnp.sum(found))} of {num_chains} chains. Check the observed "
-            f"values {list(posterior.observed)} against the supports of their distributions, or "
-            f"give init= with constrained values for every parameter")
-    return positions
+def _start_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
+    """``find(key) -> (position, found)``: a starting point with finite log density and gradient.
+
+    The first try is a draw from the prior (it respects informative priors, e.g. a mean centred far
+    from 0); then up to ``_INIT_TRIES - 1`` points uniform in ``(-2, 2)`` on unconstrained space, as
+    in Stan.  It runs inside the compiled chain program, so it costs no compilation of its own.
+    """
+
+    def finite_at(point):
+        return _finite(*jax.value_and_grad(logdensity)(point))
+
+    def find(key):
+        first, key = jax.random.split(key)
+        point = posterior.prior_draw(first)
+
+        def another(carry):
+            _, _, tries, key = carry
+            key, sub = jax.random.split(key)
+            point = posterior.init(sub, radius=_INIT_RADIUS)
+            return point, finite_at(point), tries + 1, key
+
+        point, found, _, _ = jax.lax.while_loop(
+            lambda carry: ~carry[1] & (carry[2] < _INIT_TRIES), another,
+            (point, finite_at(point), jnp.ones((), jnp.int32), key))
+        return point, found
+
+    return find
+
+
+def _no_start_error(posterior: PinnedModel, failed: int, num_chains: int) -> ValueError:
+    return ValueError(
+        f"no starting point with a finite log density and gradient for model "
+        f"{posterior.joint.name!r}: {_INIT_TRIES} points per chain (a prior draw, then uniform "
+        f"in (-{_INIT_RADIUS:g}, {_INIT_RADIUS:g}) on unconstrained space) for its parameters "
+        f"{dict(posterior.parameter_shapes)} all failed in {failed} of {num_chains} chains. "
+        f"Check the observed values {list(posterior.observed)} against the supports of their "
+        f"distributions, or give init= with constrained values for every parameter")
 
 
 class _CountedState(NamedTuple):
@@ -242,11 +261,18 @@ class _CountedNuts:
 
 def _chain_program(logdensity: Callable, *, num_warmup: int, num_samples: int, dense_mass: bool,
                    target_accept: float, max_tree_depth: int,
-                   bar: _ProgressBar | None) -> Callable:
-    """``run_chain(key_data, position) -> (draws, sample_stats)``: warmup, then sampling."""
+                   bar: _ProgressBar | None, find_start: Callable | None = None) -> Callable:
+    """``run_chain(key_data, position) -> (draws, sample_stats, found)``: warmup, then sampling.
+
+    With ``find_start``, the chain first finds its own starting point (``position`` only gives the
+    shapes) and ``found`` says whether it succeeded; otherwise it starts at ``position``.
+    """
 
     def run_chain(key_data, position):
-        warmup_key, sample_key = jax.random.split(jax.random.wrap_key_data(key_data))
+        start_key, warmup_key, sample_key = jax.random.split(jax.random.wrap_key_data(key_data), 3)
+        found = jnp.asarray(True)
+        if find_start is not None:
+            position, found = find_start(start_key)
         if num_warmup:
             warmup = blackjax.window_adaptation(
                 _CountedNuts(_reporter(bar, 0, num_warmup)), logdensity,
@@ -278,7 +304,7 @@ def _chain_program(logdensity: Callable, *, num_warmup: int, num_samples: int, d
 
         steps = (jnp.arange(num_samples), jax.random.split(sample_key, num_samples))
         _, (draws, stats) = jax.lax.scan(one_draw, state, steps)
-        return draws, stats
+        return draws, stats, found
 
     return run_chain
 

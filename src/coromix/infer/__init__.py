@@ -1,6 +1,7 @@
-"""Inference on a model pinned to data: NUTS sampling and MAP optimization."""
+"""Inference on a model pinned to data: NUTS sampling, MAP optimization, relabelling of draws."""
 
 from coromix.infer.map import map
 from coromix.infer.nuts import nuts
+from coromix.infer.relabel import relabel
 
-__all__ = ["map", "nuts"]
+__all__ = ["map", "nuts", "relabel"]

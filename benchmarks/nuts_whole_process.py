@@ -1,13 +1,24 @@
-"""Whole-process NUTS timing: coromix vs NumPyro on the same models, in the same run.
+"""Whole-process NUTS timing: coromix vs NumPyro vs a hand-written JAX reference, in the same run.
 
 Every fit runs in a fresh Python process (this file with ``--worker``), so the time the parent
 measures (``time.perf_counter`` around the subprocess) includes interpreter start, imports, tracing,
-XLA compilation, warmup, sampling and the ESS computation.  Both libraries run 4 chains vectorized
-in one process (``chain_method="vectorized"`` in both), float32, NUTS with its default settings
-(target acceptance 0.8, max tree depth 10, diagonal mass matrix, Stan-style windowed adaptation);
-progress bars off in both (the output is a pipe).
+XLA compilation, warmup, sampling and the ESS computation.  All three run 4 chains vectorized
+in one process (``chain_method="vectorized"`` in coromix and NumPyro, ``jax.vmap`` in the
+reference), float32, NUTS with its default settings (target acceptance 0.8, max tree depth 10,
+diagonal mass matrix, Stan-style windowed adaptation); progress bars off (the output is a pipe).
 
-Models (the same density in both libraries):
+The third "library", ``jax_reference``, is what one would write by hand without a modelling layer:
+a JAX log density on unconstrained space for each model (:func:`jax_reference_model`: a flat
+parameter vector, Stan's transforms with their log-Jacobians, ordered mu as ``mu_0`` and
+``log(mu_k - mu_{k-1})``, stick-breaking for the simplexes, exp for sigma, sigmoid for theta; the
+mixture's component summed out with ``logsumexp``, the HMM's chain with a plain log-space forward
+algorithm in ``jax.lax.scan``), sampled by BlackJAX directly: ``blackjax.window_adaptation(
+blackjax.nuts, ...)`` then ``blackjax.nuts`` steps in a ``jax.lax.scan``, warmup and sampling of
+all chains in one ``jax.jit(jax.vmap(...))``.  Its density equals coromix's up to the constant
+``log(K!)`` that coromix's ``Ordered`` includes (the reference uses Stan's unnormalized
+``ordered[K] mu; mu ~ normal(0, s)``, as the NumPyro models do).  It starts where the others do.
+
+Models (the same density in all three):
 
 (a) posteriordb ``low_dim_gauss_mix`` (N = 1000): mu ordered with Normal(0, 2) priors,
     sigma_k ~ HalfNormal(2), theta ~ Beta(5, 5),
@@ -22,16 +33,19 @@ Models (the same density in both libraries):
     coromix: ``tfd.HiddenMarkovModel`` as the observed node (forward algorithm).
     NumPyro: the enumerated ``numpyro.contrib.control_flow.scan`` model, as in NumPyro's HMM
     examples (z_0 and every z_t enumerated; funsor sums the chain out).
-    Both start every chain at the same data-derived point (:func:`hmm_init`: mu at the 1/6, 1/2,
-    5/6 quantiles of y, sigma = sd(y)/3, uniform pi1 and rows of A; coromix ``init=``, NumPyro
-    ``init_to_value``).  From the default random starts (uniform in (-2, 2) on unconstrained
-    space, i.e. every mu near 0) both libraries leave most chains in local modes of this
-    posterior (a state with sigma ~ 0.2 on the tight cluster at y ~ 8.9 and wide states elsewhere)
-    at tree depth 10, with min ESS ~5 and R-hat ~2: a timing of that measures nothing useful.
+    All three start every chain at the same data-derived point (:func:`hmm_init`: mu at the 1/6,
+    1/2, 5/6 quantiles of y, sigma = sd(y)/3, uniform pi1 and rows of A; coromix ``init=``, NumPyro
+    ``init_to_value``, the reference its image on unconstrained space).  From the default random
+    starts (uniform in (-2, 2) on unconstrained space, i.e. every mu near 0) coromix and NumPyro
+    leave most chains in local modes of this posterior (a state with sigma ~ 0.2 on the tight
+    cluster at y ~ 8.9 and wide states elsewhere) at tree depth 10, with min ESS ~5 and R-hat ~2:
+    a timing of that measures nothing useful.
 
-ESS: the smallest bulk ESS (``arviz.ess``) over all parameter elements; "ESS/s" divides it by the
-whole-process seconds.  The ratio printed at the end is coromix ESS/s over NumPyro ESS/s (> 1:
-coromix is faster per effective draw).
+ESS: the smallest bulk ESS (``arviz.ess``) over all parameter elements, on the constrained draws
+under the same names and shapes in all three; "ESS/s" divides it by the whole-process seconds.  The
+ratios printed at the end are coromix ESS/s over NumPyro ESS/s (> 1: coromix is faster per
+effective draw) and coromix ESS/s over jax_reference ESS/s (the cost of coromix's model layer over
+plain BlackJAX: 1 means none, < 1 an overhead).
 
 Run: .venv/bin/python benchmarks/nuts_whole_process.py [--quick] [--repeats N]
 """
@@ -40,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -50,7 +65,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "posteriordb"
 MODELS = ("low_dim_gauss_mix", "hmm_gaussian")
-LIBRARIES = ("coromix", "numpyro")
+LIBRARIES = ("coromix", "numpyro", "jax_reference")
 NUM_CHAINS = 4
 K_HMM = 3
 MU_PRIOR_SCALE_HMM = 20.0
@@ -161,6 +176,128 @@ NUMPYRO_FORM = {
 }
 
 
+# --- the JAX reference: hand-written log densities for plain BlackJAX --------------------------
+# Each model is a flat float32 vector q on unconstrained space, a map q -> (constrained values,
+# log|det dx/dq|), and the joint log density of the constrained values (normalized priors and
+# likelihood, no log(K!) for the ordered vector: Stan's ``ordered[K] mu; mu ~ normal(0, s)``).
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _normal_lp(x, loc, scale):
+    import jax.numpy as jnp
+
+    z = (x - loc) / scale
+    return -0.5 * z * z - jnp.log(scale) - HALF_LOG_2PI
+
+
+def _half_normal_lp(x, scale):
+    return 0.5 * math.log(2.0 / math.pi) - math.log(scale) - 0.5 * (x / scale) ** 2
+
+
+def _ordered(v):
+    """``x_0 = v_0``, ``x_k = x_{k-1} + exp(v_k)``; log-Jacobian ``sum_{k>0} v_k``."""
+    import jax.numpy as jnp
+
+    return jnp.cumsum(jnp.concatenate([v[:1], jnp.exp(v[1:])])), jnp.sum(v[1:])
+
+
+def _stick_breaking(v):
+    """K-1 reals (last axis) onto the K-simplex: ``z_k = sigmoid(v_k - log(K-1-k))`` is the
+    fraction of the stick left after pieces ``< k`` that piece k takes (``v = 0``: the uniform
+    simplex).  Returns the simplex and the log-Jacobian summed over all rows."""
+    import jax
+    import jax.numpy as jnp
+
+    km1 = v.shape[-1]
+    t = v - jnp.log(jnp.arange(km1, 0, -1, dtype=v.dtype))
+    log_z, log_1mz = jax.nn.log_sigmoid(t), jax.nn.log_sigmoid(-t)
+    log_left = jnp.cumsum(log_1mz, axis=-1)  # log of the stick left after piece k
+    log_before = jnp.concatenate([jnp.zeros_like(log_left[..., :1]), log_left[..., :-1]], -1)
+    log_x = jnp.concatenate([log_z + log_before, log_left[..., -1:]], axis=-1)
+    return jnp.exp(log_x), jnp.sum(log_z + log_1mz + log_before)
+
+
+def _stick_breaking_inverse(x):
+    """NumPy inverse of :func:`_stick_breaking` (for the HMM's common start)."""
+    import numpy as np
+
+    x = np.asarray(x, np.float64)
+    k = x.shape[-1]
+    rest = np.cumsum(x[..., ::-1], axis=-1)[..., ::-1]  # rest[j] = sum_{i >= j} x_i
+    return np.log(x[..., :-1]) - np.log(rest[..., 1:]) + np.log(np.arange(k - 1, 0, -1))
+
+
+def jax_reference_model(model: str, y):
+    """``(log_density(q), constrain(q) -> (values, log_jac), log_joint(values), init(key))`` for
+    :func:`fit_jax_reference`: ``log_density = log_joint(constrain(q)) + log_jac``.  ``init`` gives
+    4 starting points: uniform(-2, 2) for the mixture, :func:`hmm_init` mapped to q for the HMM."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    y = jnp.asarray(y, jnp.float32)
+    if model == "low_dim_gauss_mix":
+        def constrain(q):  # q = (mu_0, log(mu_1 - mu_0), log sigma_1, log sigma_2, logit theta)
+            mu, jac_mu = _ordered(q[0:2])
+            sigma = jnp.exp(q[2:4])
+            theta = jax.nn.sigmoid(q[4])
+            jac = jac_mu + jnp.sum(q[2:4]) + jax.nn.log_sigmoid(q[4]) + jax.nn.log_sigmoid(-q[4])
+            return {"mu": mu, "sigma": sigma, "theta": theta}, jac
+
+        log_beta_5_5 = 2 * math.lgamma(5.0) - math.lgamma(10.0)
+
+        def log_joint(v):
+            mu, sigma, theta = v["mu"], v["sigma"], v["theta"]
+            log_w = jnp.stack([jnp.log(theta), jnp.log1p(-theta)])
+            prior = (jnp.sum(_normal_lp(mu, 0.0, 2.0)) + jnp.sum(_half_normal_lp(sigma, 2.0))
+                     + 4.0 * jnp.sum(log_w) - log_beta_5_5)
+            like = jax.nn.logsumexp(log_w + _normal_lp(y[:, None], mu, sigma), axis=-1)
+            return prior + jnp.sum(like)
+
+        def init(key):
+            return jax.random.uniform(key, (NUM_CHAINS, 5), jnp.float32, -2.0, 2.0)
+    else:
+        K = K_HMM
+
+        def constrain(q):  # q = (pi1: K-1, A: K(K-1) row by row, mu: K ordered, log sigma: K)
+            pi1, jac_pi1 = _stick_breaking(q[:K - 1])
+            A, jac_A = _stick_breaking(q[K - 1:K * K - 1].reshape(K, K - 1))
+            mu, jac_mu = _ordered(q[K * K - 1:K * K - 1 + K])
+            sigma = jnp.exp(q[K * K - 1 + K:])
+            jac = jac_pi1 + jac_A + jac_mu + jnp.sum(q[K * K - 1 + K:])
+            return {"pi1": pi1, "A": A, "mu": mu, "sigma": sigma}, jac
+
+        log_dirichlet_1 = math.lgamma(K)  # Dirichlet(1, ..., 1): constant density (K-1)!
+
+        def log_joint(v):
+            mu, sigma = v["mu"], v["sigma"]
+            prior = ((K + 1) * log_dirichlet_1 + jnp.sum(_normal_lp(mu, 0.0, MU_PRIOR_SCALE_HMM))
+                     + jnp.sum(_half_normal_lp(sigma, SIGMA_PRIOR_SCALE_HMM)))
+            log_A = jnp.log(v["A"])
+            log_emit = _normal_lp(y[:, None], mu, sigma)  # (T, K)
+
+            def forward(alpha, e_t):  # alpha_t(k) = log p(y_0..t, z_t = k)
+                return jax.nn.logsumexp(alpha[:, None] + log_A, axis=0) + e_t, None
+
+            alpha, _ = jax.lax.scan(forward, jnp.log(v["pi1"]) + log_emit[0], log_emit[1:])
+            return prior + jax.nn.logsumexp(alpha)
+
+        start = hmm_init(np.asarray(y))
+        q0 = np.concatenate([_stick_breaking_inverse(start["pi1"]),
+                             _stick_breaking_inverse(start["A"]).reshape(-1),
+                             start["mu"][:1], np.log(np.diff(start["mu"])),
+                             np.log(start["sigma"])]).astype(np.float32)
+
+        def init(key):
+            return jnp.broadcast_to(jnp.asarray(q0), (NUM_CHAINS, q0.size))
+
+    def log_density(q):
+        values, jac = constrain(q)
+        return log_joint(values) + jac
+
+    return log_density, constrain, log_joint, init
+
+
 # --- one fit per process ----------------------------------------------------------------------
 def fit_coromix(model: str, y, num_warmup: int, num_samples: int, seed: int):
     import jax.numpy as jnp
@@ -197,11 +334,45 @@ def fit_numpyro(model: str, y, num_warmup: int, num_samples: int, seed: int):
     return fit, samples, int(np.sum(np.asarray(diverging))), {"numpyro": numpyro.__version__}
 
 
+def fit_jax_reference(model: str, y, num_warmup: int, num_samples: int, seed: int):
+    import blackjax
+    import jax
+    import numpy as np
+    from blackjax.adaptation.base import get_filter_adapt_info_fn
+
+    start = time.perf_counter()
+    log_density, constrain, _, init = jax_reference_model(model, y)
+
+    def run_chain(key, q0):
+        warmup_key, sample_key = jax.random.split(key)
+        warmup = blackjax.window_adaptation(blackjax.nuts, log_density, target_acceptance_rate=0.8,
+                                            adaptation_info_fn=get_filter_adapt_info_fn())
+        (state, parameters), _ = warmup.run(warmup_key, q0, num_warmup)
+        sampler = blackjax.nuts(log_density, **parameters)
+
+        def one_draw(state, key):
+            state, info = sampler.step(key, state)
+            return state, (constrain(state.position)[0], info.is_divergent)
+
+        _, (draws, diverging) = jax.lax.scan(one_draw, state,
+                                             jax.random.split(sample_key, num_samples))
+        return draws, diverging
+
+    init_key, chain_key = jax.random.split(jax.random.key(seed))
+    draws, diverging = jax.jit(jax.vmap(run_chain))(jax.random.split(chain_key, NUM_CHAINS),
+                                                    init(init_key))
+    draws = jax.block_until_ready(draws)
+    fit = time.perf_counter() - start
+    samples = {k: np.asarray(v) for k, v in draws.items()}
+    return fit, samples, int(np.sum(np.asarray(diverging))), {"blackjax": blackjax.__version__}
+
+
 def worker(args) -> None:
     import numpy as np
 
     y = load_data(args.model)
-    fit = {"coromix": fit_coromix, "numpyro": fit_numpyro}[args.library]
+    fit = {"coromix": fit_coromix, "numpyro": fit_numpyro,
+           "jax_reference": fit_jax_reference}[args.library]
     fit_seconds, samples, divergences, versions = fit(args.model, y, args.warmup, args.samples,
                                                       args.seed)
     import arviz as az
@@ -282,20 +453,21 @@ def main() -> None:
             for library in order:
                 res = run_one(model, library, warmup, samples, args.seed + r)
                 results.setdefault((model, library), []).append(res)
-                print(f"  done: {model:<18} {library:<8} {res['total_seconds']:7.1f} s "
+                print(f"  done: {model:<18} {library:<13} {res['total_seconds']:7.1f} s "
                       f"(load {os.getloadavg()[0]:.2f})", flush=True)
     load_after = os.getloadavg()
     first = next(iter(results.values()))[0]
-    print(f"versions: {first['versions']} / "
-          f"{next(v for (m, lib), v in results.items() if lib == 'numpyro')[0]['versions']}; "
-          f"backend {first['backend']}")
+    versions = {}
+    for rs in results.values():
+        versions.update(rs[0]["versions"])
+    print(f"versions: {versions}; backend {first['backend']}")
     print("load average after: " + " ".join(f"{x:.2f}" for x in load_after))
     print()
 
     def median(rs, key):
         return statistics.median(r[key] for r in rs)
 
-    header = (f"{'model':<18} {'library':<8} {'process s':>9} {'fit s':>7} {'min ESS':>8} "
+    header = (f"{'model':<18} {'library':<13} {'process s':>9} {'fit s':>7} {'min ESS':>8} "
               f"{'ESS/s':>7} {'diverg.':>7}")
     print(header)
     print("-" * len(header))
@@ -306,7 +478,7 @@ def main() -> None:
         rate = statistics.median(r["min_bulk_ess"] / r["total_seconds"] for r in rs)
         rates[(model, library)] = rate
         div = ",".join(str(r["divergences"]) for r in rs)
-        print(f"{model:<18} {library:<8} {total:>9.1f} {fit:>7.1f} {ess:>8.0f} {rate:>7.1f} "
+        print(f"{model:<18} {library:<13} {total:>9.1f} {fit:>7.1f} {ess:>8.0f} {rate:>7.1f} "
               f"{div:>7}")
     print()
     for model in args.models:
@@ -314,14 +486,19 @@ def main() -> None:
             ratio = rates[(model, "coromix")] / rates[(model, "numpyro")]
             print(f"{model}: coromix/NumPyro min ESS per whole-process second = {ratio:.2f}  "
                   f"(NumPyro form: {NUMPYRO_FORM[model]})")
+        if (model, "coromix") in rates and (model, "jax_reference") in rates:
+            ratio = rates[(model, "coromix")] / rates[(model, "jax_reference")]
+            print(f"{model}: coromix/jax_reference min ESS per whole-process second = "
+                  f"{ratio:.2f}  (hand-written log density, plain BlackJAX)")
     print()
+    columns = {"coromix": "coromix", "numpyro": "NumPyro", "jax_reference": "jax_ref"}
     for model in args.models:
-        ours = flat_means(results[(model, "coromix")][0]["means"])
-        theirs = flat_means(results[(model, "numpyro")][0]["means"])
+        means = {lib: flat_means(results[(model, lib)][0]["means"]) for lib in LIBRARIES}
         print(f"posterior means, {model}:")
-        print(f"  {'parameter':<12} {'coromix':>10} {'NumPyro':>10}")
-        for name in ours:
-            print(f"  {name:<12} {ours[name]:>10.4f} {theirs.get(name, float('nan')):>10.4f}")
+        print(f"  {'parameter':<12} " + " ".join(f"{columns[lib]:>10}" for lib in LIBRARIES))
+        for name in means["coromix"]:
+            print(f"  {name:<12} "
+                  + " ".join(f"{means[lib].get(name, float('nan')):>10.4f}" for lib in LIBRARIES))
 
 
 if __name__ == "__main__":

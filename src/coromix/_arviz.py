@@ -9,15 +9,23 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 
 if TYPE_CHECKING:
+    import arviz as az
     import pandas as pd
 
 Group = Mapping[str, np.ndarray]
+
+
+def _az():
+    """ArviZ, imported on first use: it takes about a second, which ``import coromix`` should not."""
+    import arviz
+
+    return arviz
 
 _UNSAMPLED_GROUPS = ("observed_data", "constant_data", "predictions_constant_data")
 
@@ -30,8 +38,10 @@ def _dataset(group: str, data: Group, dims: Mapping[str, list[str]] | None,
              attrs: Mapping[str, Any]):
     attrs = {**attrs, _ORDER: json.dumps(list(data))}
     if group in _UNSAMPLED_GROUPS:
-        return az.dict_to_dataset(dict(data), attrs=attrs, dims=dims, default_dims=[])
-    return az.dict_to_dataset(dict(data), attrs=attrs, dims=dims)
+        dataset = _az().dict_to_dataset(dict(data), attrs=attrs, dims=dims, default_dims=[])
+    else:
+        dataset = _az().dict_to_dataset(dict(data), attrs=attrs, dims=dims)
+    return dataset[list(data)]  # ArviZ sorts the variables by name; keep the model's order
 
 
 def inference_data(groups: Mapping[str, Group], *,
@@ -45,7 +55,7 @@ def inference_data(groups: Mapping[str, Group], *,
     dims = dims or {}
     datasets = {group: _dataset(group, data, dims.get(group), attrs or {})
                 for group, data in groups.items() if data}
-    return az.InferenceData(**datasets)
+    return _az().InferenceData(**datasets)
 
 
 def to_netcdf(idata: az.InferenceData, path: str) -> None:
@@ -54,7 +64,7 @@ def to_netcdf(idata: az.InferenceData, path: str) -> None:
 
 def read_netcdf(path: str) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
     """Every group of a NetCDF file written by :func:`to_netcdf`, and the posterior's attributes."""
-    idata = az.from_netcdf(str(path))
+    idata = _az().from_netcdf(str(path))
     groups = {}
     for group in idata.groups():
         dataset = idata[group]
@@ -69,7 +79,12 @@ def read_netcdf(path: str) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, 
 
 def summary(samples: Group, **kwargs: Any) -> pd.DataFrame:
     """``arviz.summary`` of draws ``(chain, draw, ...)``: mean, sd, HDI, MCSE, ESS, R-hat."""
-    return az.summary(inference_data({"posterior": samples}), **kwargs)
+    table = _az().summary(inference_data({"posterior": samples}), **kwargs)
+    # rows ``name`` or ``name[i, ...]``, by variable in the order of ``samples`` (model order)
+    position = {name: i for i, name in enumerate(samples)}
+    rows = sorted(range(len(table)),
+                  key=lambda i: position.get(str(table.index[i]).split("[")[0], len(position)))
+    return table.iloc[rows]
 
 
 def worst_diagnostics(samples: Group) -> dict[str, tuple[float, float]]:
@@ -80,8 +95,8 @@ def worst_diagnostics(samples: Group) -> dict[str, tuple[float, float]]:
     posterior = inference_data({"posterior": samples})["posterior"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns on shapes it finds odd (few draws, one chain)
-        rhat = az.rhat(posterior) if _num_chains(samples) > 1 else None
-        ess = az.ess(posterior, method="bulk")
+        rhat = _az().rhat(posterior) if _num_chains(samples) > 1 else None
+        ess = _az().ess(posterior, method="bulk")
     out = {}
     for name in samples:
         r = np.asarray(rhat[name]) if rhat is not None else np.array([np.nan])
@@ -93,3 +108,20 @@ def worst_diagnostics(samples: Group) -> dict[str, tuple[float, float]]:
 
 def _num_chains(samples: Group) -> int:
     return int(np.shape(next(iter(samples.values())))[0]) if samples else 0
+
+
+def plot(kind: str, samples: Group, path: str | Path, dpi: int = 100) -> None:
+    """Write ``az.plot_trace`` (``kind="trace"``) or ``az.plot_posterior`` of draws to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    function = {"trace": _az().plot_trace, "posterior": _az().plot_posterior}[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ warns when it shows only the first 40 subplots
+        axes = function(inference_data({"posterior": samples}), var_names=list(samples))
+        figure = np.ravel(axes)[0].figure
+        figure.tight_layout()
+        figure.savefig(path, dpi=dpi)
+        plt.close(figure)

@@ -9,7 +9,8 @@ Two mechanisms, chosen by the shape of the discrete variable:
 
 * **Plates.** A finite discrete variable with a batch shape ``S`` stands for ``S`` independent choices.
   It is given all its values at once along a new axis on the left (an *enumeration dim*): the ``j``-th
-  enumerated variable of a run receives the value ``support`` of shape ``(K_j,) + (1,) * j + S``.  Later
+  enumerated variable of a run receives the value ``support`` of shape ``(K_j,) + (1,) * (j + len(S))``,
+  which broadcasts against anything of shape ``S`` (as in NumPyro and Pyro).  Later
   terms that depend on it (by indexing ``mu[z]`` or ``jnp.where``) carry that axis; at the end, per plate
   element, the terms that carry enumeration dims are summed and log-sum-exp'ed over those dims:
 
@@ -27,7 +28,7 @@ dims, or has the enumeration dims on its left followed by exactly ``S``.  Extra 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import jax
@@ -146,39 +147,50 @@ class PlateEnumerator:
         return len(self.sizes)
 
     def enumerate(self, name: str, dist: Distribution) -> jax.Array:
-        """All values of plate variable ``name`` along a new enumeration dim; records its term."""
+        """All values of plate variable ``name`` along a new enumeration dim; records its term.
+
+        The value has shape ``(K_j,) + (1,) * (j + len(S))``: it broadcasts against the plate, so
+        ``mu[z]`` gathers ``K_j`` values instead of ``K_j * |S|`` (and its gradient scatters as few).
+        """
         support = support_values(dist, name)
         full = tuple(dist.batch_shape) + tuple(dist.event_shape)
-        own = full[len(full) - len(self.plate_shape):] if self.plate_shape is not None else full
+        j = self.num_enum_dims
         if self.plate_shape is None:
-            self.plate_shape = own
-        elif own != self.plate_shape:
+            self.plate_shape = full
+        own = full[len(full) - len(self.plate_shape):] if len(full) >= len(self.plate_shape) else full
+        try:
+            fits = np.broadcast_shapes(own, self.plate_shape) == self.plate_shape
+        except ValueError:
+            fits = False
+        if not fits or len(full) > j + len(self.plate_shape):
             raise EnumerationError(
-                f"plate variable {name!r} has shape {own} but an earlier one "
+                f"plate variable {name!r} has shape {full} but an earlier one "
                 f"({self.names[0]!r}) has {self.plate_shape}; all enumerated batch-shaped discrete "
                 f"variables of a model must share one plate shape")
-        j = self.num_enum_dims
         k = len(support)
-        value = jnp.broadcast_to(
-            jnp.asarray(support).reshape((k,) + (1,) * (j + len(own))), (k,) + (1,) * j + own)
+        value = jnp.asarray(support).reshape((k,) + (1,) * (j + len(self.plate_shape)))
         self.sizes.append(k)
         self.names.append(name)
         self.supports.append(support)
-        self.add(name, elementwise(dist).log_prob(value))
+        term = elementwise(dist).log_prob(value)
+        self.add(name, jnp.broadcast_to(
+            term, jnp.broadcast_shapes(term.shape, (k,) + (1,) * j + self.plate_shape)))
         return value
 
     def add(self, name: str, term: jax.Array) -> None:
         self.terms.append((name, jnp.asarray(term), self.num_enum_dims))
 
-    def _split(self):
-        """Terms without enumeration dims (summed whole) and with them (aligned to full shape)."""
+    def _split(self, leave_out: Collection[str] = ()):
+        """Named terms without enumeration dims (summed whole) and with them (aligned to full shape)."""
         e, plate = self.num_enum_dims, self.plate_shape
         enum_shape = tuple(reversed(self.sizes))
         free, bound = [], []
         for name, term, dims_then in self.terms:
+            if name in leave_out:
+                continue
             # a term added before any enumeration cannot depend on an enumerated variable
             if dims_then == 0 or term.ndim <= len(plate):
-                free.append(term)
+                free.append((name, term))
                 continue
             extra = term.shape[: term.ndim - len(plate)]
             if term.ndim > e + len(plate) or term.shape[term.ndim - len(plate):] != plate:
@@ -194,24 +206,51 @@ class PlateEnumerator:
                     f"the log density of {name!r} has shape {term.shape}: its leading dims "
                     f"{extra} do not match the enumeration dims {enum_shape} of {self.names}; "
                     f"use Independent or Sample for extra dimensions")
-            bound.append(term.reshape(aligned + plate))
+            bound.append((name, term.reshape(aligned + plate)))
         return free, bound, enum_shape
 
-    def log_density(self) -> jax.Array:
-        """Sum of all terms with the enumerated plate variables summed out element by element."""
-        free, bound, enum_shape = self._split()
-        total = sum((jnp.sum(t) for t in free), jnp.zeros(()))
+    def log_density(self, leave_out: Collection[str] = ()) -> jax.Array:
+        """Sum of all terms with the enumerated plate variables summed out element by element.
+
+        Terms of the variables in ``leave_out`` are not included.
+        """
+        free, bound, enum_shape = self._split(leave_out)
+        total = sum((jnp.sum(t) for _, t in free), jnp.zeros(()))
         if bound:
-            joint = sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for t in bound)
+            joint = sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for _, t in bound)
             total = total + jnp.sum(jax.nn.logsumexp(joint, axis=tuple(range(len(enum_shape)))))
         return total
+
+    def pointwise(self, observed: Collection[str]) -> dict[str, jax.Array]:
+        """Log-likelihood of each observed variable per element, the plate variables summed out.
+
+        A term free of the plate variables is its own pointwise log-likelihood (its batch shape).
+        Observed terms that carry enumeration dims are not independent of each other given the
+        parameters, so they are reported together (names joined by ``+``), per plate element::
+
+            log p(y_s | params) = logsumexp_k sum(all terms)[k, s]
+                                  - logsumexp_k sum(terms of unobserved variables)[k, s]
+
+        (the second term is 0 for a plain mixture, where it is the log of the mixture weights' sum).
+        """
+        free, bound, enum_shape = self._split()
+        out = {name: term for name, term in free if name in observed}
+        names = list(dict.fromkeys(name for name, _ in bound if name in observed))
+        if names:
+            axes = tuple(range(len(enum_shape)))
+            full = enum_shape + self.plate_shape
+            joint = sum(jnp.broadcast_to(t, full) for _, t in bound)
+            rest = sum(jnp.broadcast_to(t, full) for n, t in bound if n not in observed)
+            out["+".join(names)] = (jax.nn.logsumexp(joint, axis=axes)
+                                    - jax.nn.logsumexp(rest, axis=axes))
+        return out
 
     def _joint(self):
         """Summed terms over enumeration dims and plate, shape ``(K_{E-1}, .., K_0) + S``."""
         _, bound, enum_shape = self._split()
         if not bound:
             return None
-        return sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for t in bound)
+        return sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for _, t in bound)
 
     def responsibilities(self) -> dict[str, jax.Array]:
         """``p(z_j[s] = k | everything else on this path)`` for each plate variable, shape S + (K_j,)."""
@@ -228,15 +267,21 @@ class PlateEnumerator:
             out[name] = jnp.moveaxis(jnp.exp(marginal - log_norm), 0, -1)
         return out
 
-    def sample(self, key: jax.Array) -> dict[str, jax.Array]:
-        """One joint draw of all plate variables from their exact conditional, element by element."""
+    def sample(self, key: jax.Array | None) -> dict[str, jax.Array]:
+        """One joint draw of all plate variables from their exact conditional, element by element.
+
+        With ``key=None``, the most probable joint value per element instead of a draw.
+        """
         joint = self._joint()
         if joint is None:
             return {}
         e = self.num_enum_dims
         per_element = jnp.moveaxis(joint, tuple(range(e)), tuple(range(-e, 0)))
         flat = per_element.reshape(self.plate_shape + (-1,))
-        index = jax.random.categorical(key, flat, axis=-1)
+        if key is None:
+            index = jnp.argmax(flat, axis=-1)
+        else:
+            index = jax.random.categorical(key, flat, axis=-1)
         indices = jnp.unravel_index(index, tuple(reversed(self.sizes)))
         return {name: jnp.asarray(support)[indices[e - 1 - j]]
                 for j, (name, support) in enumerate(zip(self.names, self.supports))}

@@ -56,20 +56,16 @@ import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 import coromix as cm
+from coromix import _arviz
 from coromix.joint import JointDistributionCoroutine
-from coromix.results import ConvergenceWarning, Posterior
+from coromix.results import ConvergenceWarning
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-#: Posterior draws used for the posterior predictive plot (evenly spaced over all chains).
+#: Posterior draws used for the posterior predictive plot (evenly spaced in each chain).
 PREDICTIVE_DRAWS = 100
 #: Random starting points of ``--map`` (the best optimum is kept).
 MAP_RESTARTS = 8
@@ -405,7 +401,7 @@ def _fit_nuts(bound: Bound, folder: Path, chains: int, warmup: int, samples: int
         post = user("NUTS on", lambda: cm.nuts(
             bound.jd, observed=bound.observed, num_chains=chains, num_warmup=warmup,
             num_samples=samples, seed=seed, progress=progress))
-    summary = _in_model_order(post.summary(), list(post.samples))
+    summary = post.summary()
     print(summary.round(3).to_string(), flush=True)
     for warning in caught:
         if issubclass(warning.category, ConvergenceWarning):
@@ -413,34 +409,19 @@ def _fit_nuts(bound: Bound, folder: Path, chains: int, warmup: int, samples: int
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                    warning.lineno)
+    per_chain = -(-PREDICTIVE_DRAWS // post.num_chains)
     replicated = user("posterior predictive draws of",
-                      lambda: _posterior_predictive(bound, post, seed))
+                      lambda: post.posterior_predictive(num_draws=per_chain, seed=seed))
+    replicated = {k: v.reshape((-1,) + v.shape[2:]) for k, v in replicated.items()}
     folder.mkdir(parents=True, exist_ok=True)
     post.save(str(folder / "posterior.nc"))
     summary.to_csv(folder / "summary.csv", index_label="parameter")
-    _plot_arviz(folder, post)
+    for name, kind in [("trace.png", "trace"), ("posterior.png", "posterior")]:
+        _arviz.plot(kind, post.samples, folder / name)
     _plot_predictive(folder / "posterior_predictive.png", bound.observed, replicated)
     files = ["posterior.nc", "summary.csv", "trace.png", "posterior.png",
              "posterior_predictive.png"]
     return {"posterior": post, "files": files}
-
-
-def _in_model_order(summary: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """The summary's rows (``name`` or ``name[i, ...]``) by variable in model order."""
-    position = {name: i for i, name in enumerate(names)}
-    rows = sorted(range(len(summary)), key=lambda i: position[summary.index[i].split("[")[0]])
-    return summary.iloc[rows]
-
-
-def _posterior_predictive(bound: Bound, post: Posterior, seed: int) -> dict[str, np.ndarray]:
-    """Observed variables drawn from the model at up to PREDICTIVE_DRAWS posterior draws."""
-    total = post.num_chains * post.num_draws
-    which = np.unique(np.linspace(0, total - 1, min(PREDICTIVE_DRAWS, total)).astype(int))
-    params = {k: jnp.asarray(v.reshape((total,) + v.shape[2:])[which])
-              for k, v in post.samples.items()}
-    keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 1), len(which))
-    draws = jax.jit(jax.vmap(lambda key, p: bound.jd.sample(seed=key, value=p)))(keys, params)
-    return {name: np.asarray(draws[name]) for name in bound.observed}
 
 
 def _pyplot():
@@ -450,23 +431,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _plot_arviz(folder: Path, post: Posterior) -> None:
-    import arviz as az
-
-    from coromix import _arviz
-
-    plt = _pyplot()
-    idata = _arviz.inference_data({"posterior": post.samples})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ warns when it shows only the first 40 subplots
-        for name, plot in [("trace.png", az.plot_trace), ("posterior.png", az.plot_posterior)]:
-            axes = plot(idata, var_names=list(post.samples))
-            figure = np.ravel(axes)[0].figure
-            figure.tight_layout()
-            figure.savefig(folder / name, dpi=100)
-            plt.close(figure)
 
 
 def _plot_predictive(path: Path, observed: Mapping[str, np.ndarray],

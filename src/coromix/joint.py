@@ -13,7 +13,7 @@ enumeration of :mod:`coromix.enumerate`:
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -311,6 +311,50 @@ class JointDistributionCoroutine:
         return self._call("log_prob", lambda v: self._batched(self._log_prob_one, v),
                           {**(values or {}), **kwargs})
 
+    def pointwise_log_likelihood(self, values: Mapping[str, Any], observed: Sequence[str]
+                                 ) -> Values:
+        """Log-likelihood of the observed variables per observation, for LOO and WAIC.
+
+        ``values`` gives every continuous variable (and the observed ones); the free discrete
+        variables are summed out.  For an observed variable that does not depend on them, the
+        result is its log density per element (its batch shape).  Observed variables in a plate
+        of summed-out choices give, per plate element ``s`` (with ``theta`` the continuous values)::
+
+            log p(y_s | theta) = log sum_k p(z_s = k, theta_s, y_s | theta) - log sum_k p(z_s = k, theta_s | theta)
+
+        under the name of the variable (names joined by ``+`` when several observed variables share
+        the plate: given ``theta`` they are dependent through ``z``).  A chain of regimes
+        (``HiddenMarkovModel``, ``RegimeSwitching``) gives one number per series, ``log p(y_{1:T} |
+        theta)``.  A model that branches on a scalar choice makes all observations dependent: the
+        result is then the log-likelihood of all of them together, ``log p(y | theta)``, shape
+        ``()``.  Leading batch dims of the values (posterior draws) are kept.
+
+        Example::
+
+            ll = jd.pointwise_log_likelihood({**draws, "y": data}, observed=["y"])  # ll["y"]: (draws, N)
+        """
+        observed = list(observed)
+        unknown = [n for n in observed if n not in self.event_shapes()]
+        if unknown:
+            raise ValueError(f"observed={unknown}: no such variable in the model; its variables "
+                             f"are {self.variable_names}")
+        missing = [n for n in observed if n not in values]
+        if missing:
+            raise ValueError(f"the log-likelihood of {missing} needs their observed values")
+        return self._call(("pointwise_log_likelihood", tuple(observed)),
+                          lambda v: self._batched(
+                              lambda one: self._pointwise_one(one, observed), v), dict(values))
+
+    def _pointwise_one(self, values: Mapping[str, Any], observed: Sequence[str]) -> Values:
+        scorers = self._score_paths(values)
+        if len(scorers) == 1:
+            return scorers[0].plates.pointwise(observed)
+        total = jnp.stack([s.log_density() for s in scorers])
+        rest = jnp.stack([s.plates.log_density(leave_out=observed) + s.path_mask
+                          for s in scorers])
+        return Values([("+".join(observed),
+                        jax.nn.logsumexp(total) - jax.nn.logsumexp(rest))])
+
     def pin(self, values: Mapping[str, Any] | None = None, /, **observed: Any) -> PinnedModel:
         """Condition on observed values: the unnormalized posterior over the remaining variables."""
         from coromix.pinned import PinnedModel
@@ -341,13 +385,40 @@ class JointDistributionCoroutine:
                           lambda v, k: self._batched(self._sample_discrete_one, v, k),
                           {**(values or {}), **kwargs}, as_key(seed))
 
-    def _sample_discrete_one(self, values: Mapping[str, Any], key: jax.Array) -> Values:
+    def discrete_mode(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Values:
+        """The most probable values of the discrete variables not given (Viterbi for chains).
+
+        The path of scalar choices with the highest posterior probability; given it, the jointly
+        most probable value of the batch-shaped choices per element, and the most probable state
+        path of each chain of regimes (the Viterbi algorithm, ``K^2 T`` work), named
+        ``{variable}_{latent name}`` as in :meth:`discrete_posterior`.  Leading batch dims of the
+        values give one mode per batch member.
+
+        Example::
+
+            jd.discrete_mode(mu=mu, y=data)["z"]      # the most probable component of each point
+        """
+        return self._call("discrete_mode",
+                          lambda v: self._batched(lambda one: self._sample_discrete_one(one, None),
+                                                  v),
+                          {**(values or {}), **kwargs})
+
+    def _sample_discrete_one(self, values: Mapping[str, Any], key: jax.Array | None) -> Values:
+        """A joint draw of the discrete variables given ``values``, or with ``key=None`` the mode."""
         scorers = self._score_paths(values)
-        path_key, plate_key = jax.random.split(key)
-        which = jax.random.categorical(path_key, jnp.stack([s.log_density() for s in scorers]))
+        log_w = jnp.stack([s.log_density() for s in scorers])
+        if key is None:
+            which, plate_key = jnp.argmax(log_w), None
+        else:
+            path_key, plate_key = jax.random.split(key)
+            which = jax.random.categorical(path_key, log_w)
+
+        def chain(d, v):
+            return d.posterior_mode(v) if key is None else d.posterior_sample(v, seed=plate_key)
+
         draws = [{**{n: jnp.asarray(v) for n, v in s.path_values.items() if n not in values},
                   **s.plates.sample(plate_key),
-                  **{k: d.posterior_sample(v, seed=plate_key) for k, (d, v) in s.chains.items()}}
+                  **{k: chain(d, v) for k, (d, v) in s.chains.items()}}
                  for s in scorers]
         return _in_model_order(scorers[0], {n: jnp.stack([d[n] for d in draws])[which]
                                             for n in draws[0]})

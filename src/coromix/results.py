@@ -7,7 +7,7 @@ Every array has leading dims ``(chain, draw)``.  ArviZ is reached only through
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coromix import _arviz
+from coromix.distributions.distribution import as_key
 from coromix.model import Values
 
 if TYPE_CHECKING:
@@ -71,6 +72,10 @@ class Posterior:
         self.model = model
         self.attrs = dict(attrs or {})
         self._discrete_posterior: Values | None = None
+        self._log_likelihood: Values | None = None
+        self._posterior_predictive: Values | None = None
+        self._predictive_settings: tuple[Any, ...] | None = None
+        self._prior_predictive: Values | None = None
 
     @property
     def num_chains(self) -> int:
@@ -86,36 +91,136 @@ class Posterior:
         return int(np.sum(diverging)) if diverging is not None else 0
 
     # --- quantities derived per draw ------------------------------------------------------------
+    def _need_model(self, what: str) -> JointDistributionCoroutine:
+        if self.model is None:
+            raise ValueError(f"{what} needs the model; load the file with "
+                             f"Posterior.load(path, model=jd)")
+        return self.model
+
+    def _with_observed(self, draw: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        return {**{k: jnp.asarray(v) for k, v in self.observed.items()}, **draw}
+
     def discrete_posterior(self) -> Values:
         """Exact ``p(discrete variable | draw, observed)`` for every draw (computed once, kept).
 
         name -> array ``(chain, draw, *S, K)``: for each of the variable's ``S`` elements, the
-        probabilities of its ``K`` support values (responsibilities, for a mixture's component).
-        Empty when the model has no free discrete variables.
+        probabilities of its ``K`` support values (responsibilities, for a mixture's component;
+        smoothed regime probabilities, ``(chain, draw, T, K)``, for a chain of regimes).  Empty
+        when the model has no free discrete variables.
         """
         if self._discrete_posterior is None:
-            if self.model is None:
-                raise ValueError("the discrete posterior needs the model; load the file with "
-                                 "Posterior.load(path, model=jd)")
-            self._discrete_posterior = _per_draw_discrete_posterior(
-                self.model, self.observed, self.samples)
+            model = self._need_model("the discrete posterior")
+            self._discrete_posterior = _per_draw(
+                lambda draw, _: model.discrete_posterior(self._with_observed(draw)), self.samples)
         return self._discrete_posterior
 
-    def log_likelihood(self) -> dict[str, np.ndarray] | None:
-        """Pointwise log-likelihood per draw (for LOO and WAIC): not computed yet, so ``None``.
+    def sample_discrete(self, seed: Any = 0) -> Values:
+        """One draw of every free discrete variable per posterior draw, from its exact conditional.
 
-        Hook for the ``log_likelihood`` group of :meth:`to_arviz`: name of an observed variable ->
-        array ``(chain, draw, *observation dims)``.
+        name -> array ``(chain, draw, *S)``; chains of regimes by forward filtering, backward
+        sampling.  Together with :attr:`samples` these are draws from the joint posterior.
         """
-        return None
+        model = self._need_model("sampling the discrete variables")
+        return _per_draw(lambda draw, key: model.sample_discrete(self._with_observed(draw),
+                                                                 seed=key),
+                         self.samples, seed)
+
+    def discrete_mode(self) -> Values:
+        """The most probable discrete values per draw (the Viterbi path for chains of regimes).
+
+        name -> array ``(chain, draw, *S)``; see ``JointDistributionCoroutine.discrete_mode``.
+        """
+        model = self._need_model("the most probable discrete values")
+        return _per_draw(lambda draw, _: model.discrete_mode(self._with_observed(draw)),
+                         self.samples)
+
+    def log_likelihood(self) -> Values:
+        """Pointwise log-likelihood of the observed variables at every draw (computed once, kept).
+
+        name -> array ``(chain, draw, *observation dims)``: ``log p(y_i | draw)`` with the discrete
+        variables summed out, as ``az.loo`` and ``az.waic`` need it; see
+        ``JointDistributionCoroutine.pointwise_log_likelihood`` for what counts as one observation.
+        Empty when nothing is observed.
+        """
+        if self._log_likelihood is None:
+            if not self.observed:
+                self._log_likelihood = Values()
+            else:
+                model = self._need_model("the log-likelihood")
+                names = list(self.observed)
+                self._log_likelihood = _per_draw(
+                    lambda draw, _: model.pointwise_log_likelihood(self._with_observed(draw),
+                                                                   observed=names),
+                    self.samples)
+        return self._log_likelihood
+
+    def posterior_predictive(self, num_draws: int | None = None, seed: Any = 0) -> Values:
+        """Replicated data: the observed variables drawn from the model at posterior draws.
+
+        ``y_rep ~ p(y | theta)`` with ``theta`` a posterior draw and the discrete choices drawn
+        afresh from their prior given ``theta`` (new data, new choices).  name -> array
+        ``(chain, draw, *shape)``, at every draw, or at ``num_draws`` evenly spaced draws of each
+        chain (replicas of a large data set take memory).  The last result is kept and written as
+        the ``posterior_predictive`` group of :meth:`to_arviz` (``az.plot_ppc`` reads it).
+
+        Example::
+
+            post = cm.nuts(model, observed={"y": y})
+            y_rep = post.posterior_predictive(num_draws=100)["y"]   # (4, 100, N)
+        """
+        if num_draws is not None and (not isinstance(num_draws, (int, np.integer))
+                                      or num_draws < 1):
+            raise ValueError(f"num_draws must be None or an integer >= 1; got {num_draws!r}")
+        count = self.num_draws if num_draws is None else min(num_draws, self.num_draws)
+        kept = self._predictive_settings
+        fresh = (count, seed if isinstance(seed, (int, np.integer)) else id(seed))
+        # replicas read from a file serve any request for that many draws
+        if not (self._posterior_predictive is not None and kept is not None
+                and kept[0] == count and kept[1] in (fresh[1], "file")):
+            model = self._need_model("the posterior predictive")
+            if not self.observed:
+                raise ValueError("the posterior predictive draws the observed variables, and "
+                                 "this fit has none")
+            names = list(self.observed)
+
+            def replicate(draw, key):
+                values = model.sample(seed=key, value=draw)
+                return Values((n, values[n]) for n in names)
+
+            samples = self.samples
+            if num_draws is not None and num_draws < self.num_draws:
+                which = np.unique(np.linspace(0, self.num_draws - 1, num_draws).astype(int))
+                samples = Values((k, v[:, which]) for k, v in samples.items())
+            self._posterior_predictive = _per_draw(replicate, samples, seed)
+            self._predictive_settings = fresh
+        return self._posterior_predictive
+
+    def prior_predictive(self, num_samples: int = 500, seed: Any = 0) -> Values:
+        """Draws of every variable from the prior (``jd.sample``), shaped ``(1, num_samples, ...)``.
+
+        Computed once and kept; :meth:`to_arviz` writes the parameters as the ``prior`` group and
+        the observed variables as ``prior_predictive``.
+        """
+        if self._prior_predictive is None:
+            model = self._need_model("the prior predictive")
+            draws = model.sample(num_samples, seed=seed)
+            self._prior_predictive = Values((k, np.asarray(v)[None]) for k, v in draws.items())
+        return self._prior_predictive
 
     # --- ArviZ ----------------------------------------------------------------------------------
-    def to_arviz(self, *, discrete_posterior: bool = True) -> arviz.InferenceData:
-        """An ``arviz.InferenceData``: posterior, unconstrained_posterior, sample_stats,
-        observed_data, and (when the model has free discrete variables) ``discrete_posterior``.
+    def to_arviz(self, *, discrete_posterior: bool = True,
+                 log_likelihood: bool = True) -> arviz.InferenceData:
+        """An ``arviz.InferenceData`` with the groups
 
-        ``discrete_posterior=False`` leaves that group out (it holds ``S * K`` numbers per draw).
+        * ``posterior``, ``unconstrained_posterior``, ``sample_stats``, ``observed_data``;
+        * ``log_likelihood`` (pointwise, for ``az.loo``/``az.waic``; ``log_likelihood=False`` leaves
+          it out);
+        * ``discrete_posterior`` when the model has free discrete variables: ``p(choice | draw,
+          data)`` per draw (``S * K`` numbers per draw; ``discrete_posterior=False`` leaves it out);
+        * ``posterior_predictive``, ``prior`` and ``prior_predictive`` once they have been computed
+          (:meth:`posterior_predictive`, :meth:`prior_predictive`).
         """
+        has_model = self.model is not None
         groups: dict[str, Mapping[str, np.ndarray]] = {
             "posterior": self.samples,
             "unconstrained_posterior": self.unconstrained,
@@ -123,15 +228,21 @@ class Posterior:
             "observed_data": self.observed,
         }
         dims: dict[str, dict[str, list[str]]] = {}
-        if discrete_posterior and (self.model is not None or self._discrete_posterior is not None):
+        if log_likelihood and (has_model or self._log_likelihood is not None):
+            groups["log_likelihood"] = self.log_likelihood()
+        if discrete_posterior and (has_model or self._discrete_posterior is not None):
             probs = self.discrete_posterior()
             groups["discrete_posterior"] = probs
             dims["discrete_posterior"] = {
                 name: [f"{name}_dim_{i}" for i in range(p.ndim - 3)] + [f"{name}_support"]
                 for name, p in probs.items()}
-        log_likelihood = self.log_likelihood()
-        if log_likelihood is not None:
-            groups["log_likelihood"] = log_likelihood
+        if self._posterior_predictive is not None:
+            groups["posterior_predictive"] = self._posterior_predictive
+        if self._prior_predictive is not None:
+            groups["prior"] = {k: v for k, v in self._prior_predictive.items()
+                               if k in self.samples}
+            groups["prior_predictive"] = {k: v for k, v in self._prior_predictive.items()
+                                          if k in self.observed}
         return _arviz.inference_data(groups, dims=dims, attrs=self._netcdf_attrs())
 
     def summary(self, **kwargs: Any) -> pd.DataFrame:
@@ -186,8 +297,17 @@ class Posterior:
                         sample_stats=groups.get("sample_stats"),
                         observed=groups.get("observed_data"),
                         model=model, attrs=attrs)
-        if "discrete_posterior" in groups:
-            posterior._discrete_posterior = Values(groups["discrete_posterior"])
+        for group, attribute in [("discrete_posterior", "_discrete_posterior"),
+                                 ("log_likelihood", "_log_likelihood"),
+                                 ("posterior_predictive", "_posterior_predictive")]:
+            if group in groups:
+                setattr(posterior, attribute, Values(groups[group]))
+        if "posterior_predictive" in groups:
+            some = next(iter(groups["posterior_predictive"].values()))
+            posterior._predictive_settings = (some.shape[1], "file")
+        if "prior" in groups or "prior_predictive" in groups:
+            posterior._prior_predictive = Values({**groups.get("prior", {}),
+                                                  **groups.get("prior_predictive", {})})
         return posterior
 
     def _netcdf_attrs(self) -> dict[str, Any]:
@@ -221,21 +341,21 @@ def _brief(x: np.ndarray, limit: int = 4) -> str:
     return f"[{shown}{', ...' if flat.size > limit else ''}]"
 
 
-def _per_draw_discrete_posterior(model: JointDistributionCoroutine,
-                                 observed: Mapping[str, np.ndarray],
-                                 samples: Mapping[str, np.ndarray]) -> Values:
-    """``model.discrete_posterior`` at every draw, vectorized over chunks of draws."""
+def _per_draw(fn: Callable[[dict[str, jax.Array], jax.Array], Mapping[str, jax.Array]],
+              samples: Mapping[str, np.ndarray], seed: Any = None) -> Values:
+    """``fn(draw, key)`` at every ``(chain, draw)``, vectorized over chunks of draws.
+
+    The chunk size bounds the memory used; the result keeps the leading ``(chain, draw)`` dims.
+    """
     leading = next(iter(samples.values())).shape[:2]
-    flat = {k: jnp.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
-    given = {k: jnp.asarray(v) for k, v in observed.items()}
-
-    def one_draw(draw):
-        return model.discrete_posterior({**given, **draw})
-
-    shapes = jax.eval_shape(one_draw, {k: v[0] for k, v in flat.items()})
+    total = math.prod(leading)
+    flat = {k: jnp.asarray(v).reshape((total,) + v.shape[2:]) for k, v in samples.items()}
+    keys = jax.random.split(as_key(seed), total)
+    shapes = jax.eval_shape(fn, {k: v[0] for k, v in flat.items()}, keys[0])
     if not shapes:
         return Values()
     per_draw = sum(math.prod(s.shape) for s in shapes.values())
-    batch_size = max(1, min(math.prod(leading), _CHUNK_ELEMENTS // max(per_draw, 1)))
-    probs = jax.jit(lambda f: jax.lax.map(one_draw, f, batch_size=batch_size))(flat)
-    return Values((k, np.asarray(v).reshape(leading + v.shape[1:])) for k, v in probs.items())
+    batch_size = max(1, min(total, _CHUNK_ELEMENTS // max(per_draw, 1)))
+    out = jax.jit(lambda f, k: jax.lax.map(lambda a: fn(*a), (f, k), batch_size=batch_size))(
+        flat, keys)
+    return Values((k, np.asarray(v).reshape(leading + v.shape[1:])) for k, v in out.items())

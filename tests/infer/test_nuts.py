@@ -183,6 +183,9 @@ def test_mixture_arviz_has_discrete_posterior_group(mixture_fit, tmp_path):
     assert group["z"].dims == ("chain", "draw", "z_dim_0", "z_support")
     assert group["z"].shape == (2, 300, len(z), 2)
     assert "discrete_posterior" not in fit.to_arviz(discrete_posterior=False).groups()
+    assert idata.log_likelihood["x"].shape == (2, 300, len(z))
+    loo = az.loo(idata)  # the summed-out mixture density of each point
+    assert np.isfinite(loo.elpd_loo) and 0 < loo.p_loo < 10  # 4 parameters
     fit.save(tmp_path / "mixture.nc")
     loaded = Posterior.load(tmp_path / "mixture.nc")
     assert list(loaded.samples) == ["w", "mu", "sigma"]

@@ -285,3 +285,17 @@ def test_global_terms_before_a_plate_are_not_matched_with_it():
                + logsumexp(np.log(1 / 3) + stats.norm.logpdf(np.asarray(data)[:, None], mu, 1.5),
                            axis=1).sum())
         np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tfd.Categorical(probs=jnp.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])),
+    lambda: tfd.Categorical(logits=jnp.array([[0.3, -1.0], [2.0, 0.5], [0.0, 0.0]])),
+    lambda: tfd.Bernoulli(probs=jnp.array([0.1, 0.7, 0.5, 0.9])),
+    lambda: tfd.Binomial(total_count=3, probs=jnp.array([0.2, 0.6])),
+])
+def test_enumerate_log_prob_is_log_prob_at_each_support_value(make):
+    d = make()
+    support = np.asarray(d.enumerate_support())
+    expected = np.stack([d.log_prob(jnp.full(d.batch_shape, k)) for k in support])
+    np.testing.assert_allclose(d.enumerate_log_prob(), expected, rtol=1e-6)
+    assert d.enumerate_log_prob().shape == (len(support),) + tuple(d.batch_shape)

@@ -172,7 +172,9 @@ class PlateEnumerator:
         self.sizes.append(k)
         self.names.append(name)
         self.supports.append(support)
-        term = elementwise(dist).log_prob(value)
+        term = elementwise(dist).enumerate_log_prob()
+        term = term.reshape(term.shape[:1] + (1,) * (j + len(self.plate_shape) + 1 - term.ndim)
+                            + term.shape[1:])
         self.add(name, jnp.broadcast_to(
             term, jnp.broadcast_shapes(term.shape, (k,) + (1,) * j + self.plate_shape)))
         return value

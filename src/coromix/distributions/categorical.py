@@ -34,6 +34,7 @@ class Categorical(Distribution):
     """Categorical(probs=p) or Categorical(logits=l): ``P(X = k) = p[..., k]``, ``p = softmax(l)``.
 
     The last axis of ``probs``/``logits`` indexes the K categories; the rest is the batch shape.
+    ``probs`` must sum to 1 over that axis (checked when the values are concrete; not renormalized).
 
     >>> Categorical(probs=[0.6, 0.4]).log_prob(1)   # log(0.4)
     """
@@ -86,9 +87,20 @@ class Categorical(Distribution):
         logits = jnp.broadcast_to(self.logits, shape + (self.num_categories,))
         return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
+    def _log_probs(self):
+        """``log p[..., k]``.  ``probs`` are used as given (as NumPyro does): they must sum to 1,
+        which is checked when they are concrete.  Renormalizing would cost a log per batch
+        member, and ``probs`` is often one vector broadcast over thousands of data points."""
+        if self._kind == "logits":
+            return jax.nn.log_softmax(self._param, axis=-1)
+        return jnp.log(self._param)
+
+    def enumerate_log_prob(self):
+        return jnp.moveaxis(self._log_probs(), -1, 0)
+
     def log_prob(self, value):
         value = jnp.asarray(value)
-        log_p = jax.nn.log_softmax(self.logits, axis=-1)
+        log_p = self._log_probs()
         shape = jnp.broadcast_shapes(value.shape, self.batch_shape)
         log_p = jnp.broadcast_to(log_p, shape + (self.num_categories,))
         k = jnp.clip(jnp.broadcast_to(value, shape), 0, self.num_categories - 1).astype(jnp.int32)

@@ -190,6 +190,15 @@ class Distribution:
     def has_enumerate_support(self) -> bool:
         return False
 
+    def enumerate_log_prob(self) -> jax.Array:
+        """``log_prob`` at every value of the finite support at once, shape ``(K,) + batch_shape``.
+
+        What summing out a batch-shaped choice needs; families override it when they can do it
+        without broadcasting each value against the batch.
+        """
+        support = jnp.asarray(self.enumerate_support())
+        return self.log_prob(support.reshape(support.shape[:1] + (1,) * len(self.batch_shape)))
+
     def enumerate_support(self) -> jax.Array:
         """All values of a finite discrete support as a NumPy array of shape ``(K,)``.
 

@@ -74,7 +74,19 @@ def fit_iris(out: Path, chains: int, warmup: int, samples: int, seed: int, progr
     print(f"MAP (best of 64 restarts): log density {float(start.log_density):.1f}")
     post = cm.nuts(model, observed=observed, init=dict(start), num_chains=chains,
                    num_warmup=warmup, num_samples=samples, seed=seed, progress=progress)
-    print(post.summary().round(3).to_string())
+    summary = post.summary()
+    print(summary.round(3).to_string())
+    worst = summary["r_hat"].idxmax()
+    if summary.loc[worst, "r_hat"] > 1.01:
+        name, index = (worst.split("[") + [""])[:2]
+        draws = post.samples[name]
+        if index:
+            draws = draws[(slice(None), slice(None)) + tuple(int(i) for i in index[:-1].split(","))]
+        chain_means = " ".join(f"{m:.2f}" for m in draws.mean(axis=1))
+        print(f"\nR-hat {summary.loc[worst, 'r_hat']:.2f} for {worst}: its mean in each chain is "
+              f"{chain_means}. This posterior has a second, minor mode (versicolor and virginica "
+              f"overlap, and their flowers can be shared out differently); chains that visit it "
+              f"disagree, and R-hat says so; the clusters below average over both modes.")
     resp = np.asarray(post.discrete_posterior()["cluster"]).mean(axis=(0, 1))  # (150, 3)
     labels = resp.argmax(-1)
     rate = agreement(labels, species)

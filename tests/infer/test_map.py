@@ -95,6 +95,7 @@ def test_map_recovers_a_three_component_mixture_within_three_standard_errors():
                              (np.asarray(est.sigma) - true_sigma) / se[3:6],
                              (np.asarray(est.w[:2]) - true_w[:2]) / se[6:],
                              [(est.w[2] - true_w[2]) / se_w3]])
+    print("errors in standard errors:", np.round(errors, 2), "se:", np.round(se, 4))
     assert np.all(np.abs(errors) < 3), errors
     # and the standard errors are those of a well-identified fit (not so wide the check is empty)
     assert np.all(se < 0.1)

@@ -66,6 +66,8 @@ def test_low_dim_gauss_mix_matches_reference():
         diff = abs(ours[..., i].mean() - reference[..., i].mean())
         assert diff < 4 * combined, (name, ours[..., i].mean(), reference[..., i].mean(), combined)
         sd_ratio = ours[..., i].std() / reference[..., i].std()
+        print(f"{name}: mean {ours[..., i].mean():.4f} vs {reference[..., i].mean():.4f} "
+              f"({diff / combined:.2f} combined MCSE), sd ratio {sd_ratio:.3f}")
         assert 0.9 < sd_ratio < 1.1, (name, sd_ratio)
     # the posterior of the choices per draw is the exact conditional at that draw
     resp = post.discrete_posterior()["z"]

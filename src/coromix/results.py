@@ -265,7 +265,10 @@ class Posterior:
         if high:
             messages.append(
                 f"R-hat above {max_rhat} for {_listing(high, '.3f')}: the chains have not mixed; "
-                f"run more warmup and draws, or reparametrize the model")
+                f"run more warmup and draws, or reparametrize the model. If chains sit in "
+                f"different modes of a mixture (swapped component labels), order the components "
+                f"(tfd.Ordered), relabel the draws (cm.relabel), or start from the prior "
+                f"(init='prior') when the priors tell the components apart")
         low = {k: e for k, (_, e) in diagnostics.items() if e < min_ess}
         if low:
             messages.append(

@@ -250,6 +250,21 @@ def test_initial_positions_are_finite_and_init_is_used():
     np.testing.assert_allclose(given["sigma"], [1.0, 1.0, 1.0], rtol=1e-6)
 
 
+def test_prior_start_and_bad_init_string():
+    def located():  # the posterior is far from the default uniform box
+        mu = yield tfd.Normal(100.0, 1.0)
+        y = yield tfd.Normal(jnp.broadcast_to(mu, Y.shape), 1.0)
+
+    pinned = tfd.JointDistributionCoroutine(located).pin(y=Y + 100.0)
+    find = nuts_module._start_finder(pinned, pinned.unconstrained_log_prob, from_prior=True)
+    starts, found = jax.vmap(find)(jax.random.split(jax.random.key(0), 200))
+    assert np.all(found) and 95 < float(np.mean(starts["mu"])) < 105
+    uniform = nuts_module._start_finder(pinned, pinned.unconstrained_log_prob)
+    assert np.all(np.abs(jax.vmap(uniform)(jax.random.split(jax.random.key(0), 8))[0]["mu"]) < 2)
+    with pytest.raises(ValueError, match="init must be None, 'uniform', 'prior' or a mapping"):
+        cm.nuts(normal_model, {"y": Y}, init="map", progress=False)
+
+
 def test_init_errors():
     def exponential_model():
         rate = yield tfd.Exponential(1.0)

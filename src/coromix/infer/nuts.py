@@ -58,7 +58,7 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
          observed: Mapping[str, Any] | None = None, *, num_warmup: int = 1000,
          num_samples: int = 1000, num_chains: int = 4, seed: Any = 0,
          target_accept: float = 0.8, dense_mass: bool = False,
-         init: Mapping[str, Any] | None = None, progress: bool = True,
+         init: Mapping[str, Any] | str | None = None, progress: bool = True,
          chain_method: str = "auto", max_tree_depth: int = 10) -> Posterior:
     """Sample ``p(parameters | observed)`` with NUTS; finite discrete variables are summed out.
 
@@ -72,10 +72,14 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
         target_accept: the acceptance rate the step size is tuned to; raise it (0.9, 0.95) when
             there are divergences.
         dense_mass: adapt a dense mass matrix instead of a diagonal one.
-        init: constrained starting values for every parameter, used by all chains; by default
-            each chain starts at a random point uniform in (-2, 2) on unconstrained space (as
-            Stan and NumPyro), tried again (up to 32 times) where the log density or its gradient
-            is not finite.  Give ``init`` when a prior puts the parameters far from that box.
+        init: where the chains start.  ``None`` or ``"uniform"``: each chain at a random point
+            uniform in (-2, 2) on unconstrained space (as Stan and NumPyro), tried again (up to
+            32 times) where the log density or its gradient is not finite.  ``"prior"``: each
+            chain first tries a draw from the prior (then uniform points); use it when the priors
+            place the parameters far from that box or tell a mixture's components apart (e.g.
+            ``mu1 ~ N(0, 1)``, ``mu2 ~ N(5, 1)``, where a chain started between them can settle in
+            the swapped labelling); it costs about a second more compilation.  A mapping:
+            constrained values for every parameter, used by all chains (e.g. a ``cm.map`` result).
         progress: show a progress bar on stderr.
         chain_method: ``"vectorized"`` (all chains vmapped on one device), ``"parallel"`` (chains
             split over the local devices), or ``"auto"`` (parallel when there are several devices
@@ -95,13 +99,17 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
         lp = posterior.unconstrained_log_prob(u)
         return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
 
-    if init is not None:
-        positions = _given_positions(posterior, logdensity, num_chains, init)
-        find_start = None
-    else:  # placeholders of the right shapes: each chain finds its own start when it runs
+    if init is None or isinstance(init, str):
+        if init not in (None, "uniform", "prior"):
+            raise ValueError(f"init must be None, 'uniform', 'prior' or a mapping of constrained "
+                             f"values; got {init!r}")
+        # placeholders of the right shapes: each chain finds its own start when it runs
         positions = {k: jnp.zeros((num_chains,) + shape, dtype)
                      for k, (shape, dtype) in posterior._parameter_info().items()}
-        find_start = _start_finder(posterior, logdensity)
+        find_start = _start_finder(posterior, logdensity, from_prior=init == "prior")
+    else:
+        positions = _given_positions(posterior, logdensity, num_chains, init)
+        find_start = None
 
     phases = {0: ("warmup", num_warmup), 1: ("sampling", num_samples)}
     bar = _ProgressBar(phases) if progress else None
@@ -185,14 +193,15 @@ def _given_positions(posterior: PinnedModel, logdensity: Callable, num_chains: i
     return {k: jnp.broadcast_to(v, (num_chains,) + v.shape) for k, v in start.items()}
 
 
-def _start_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
+def _start_finder(posterior: PinnedModel, logdensity: Callable,
+                  from_prior: bool = False) -> Callable:
     """``find(key) -> (position, found)``: a starting point with finite log density and gradient.
 
     Up to ``_INIT_TRIES`` points uniform in ``(-2, 2)`` on unconstrained space, as in Stan and
-    NumPyro.  It runs inside the compiled chain program (about 0.5 s more compilation there, where
-    a separate program cost 2 s).  A draw from the prior as the first try would respect priors
-    centred far from 0, but it costs about a second more of compilation in every fit; give
-    ``init=`` for such models.  When a chain finds no start, the error comes after the run.
+    NumPyro; with ``from_prior``, a draw from the prior first.  It runs inside the compiled chain
+    program (about 0.5 s more compilation there, where a separate program cost 2 s; the prior
+    draw adds about 1 s, which is why it is not the default).  When a chain finds no start, the
+    error comes after the run.
     """
 
     def finite_at(point):
@@ -200,7 +209,10 @@ def _start_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
 
     def find(key):
         first, key = jax.random.split(key)
-        point = posterior.init(first, radius=_INIT_RADIUS)
+        if from_prior:
+            point = posterior.prior_draw(first)
+        else:
+            point = posterior.init(first, radius=_INIT_RADIUS)
 
         def another(carry):
             _, _, tries, key = carry
@@ -219,8 +231,9 @@ def _start_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
 def _no_start_error(posterior: PinnedModel, failed: int, num_chains: int) -> ValueError:
     return ValueError(
         f"no starting point with a finite log density and gradient for model "
-        f"{posterior.joint.name!r}: {_INIT_TRIES} points per chain, uniform in "
-        f"(-{_INIT_RADIUS:g}, {_INIT_RADIUS:g}) on unconstrained space, for its parameters "
+        f"{posterior.joint.name!r}: {_INIT_TRIES} points per chain (uniform in "
+        f"(-{_INIT_RADIUS:g}, {_INIT_RADIUS:g}) on unconstrained space, after a prior draw with "
+        f"init='prior') for its parameters "
         f"{dict(posterior.parameter_shapes)} all failed in {failed} of {num_chains} chains. "
         f"Check the observed values {list(posterior.observed)} against the supports of their "
         f"distributions, or give init= with constrained values for every parameter")

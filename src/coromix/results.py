@@ -119,6 +119,10 @@ class Posterior:
 
         name -> array ``(chain, draw, *S)``; chains of regimes by forward filtering, backward
         sampling.  Together with :attr:`samples` these are draws from the joint posterior.
+
+        Example::
+
+            z = post.sample_discrete(seed=1)["z"]      # (chain, draw, N): a component per point
         """
         model = self._need_model("sampling the discrete variables")
         return _per_draw(lambda draw, key: model.sample_discrete(self._with_observed(draw),
@@ -129,6 +133,10 @@ class Posterior:
         """The most probable discrete values per draw (the Viterbi path for chains of regimes).
 
         name -> array ``(chain, draw, *S)``; see ``JointDistributionCoroutine.discrete_mode``.
+
+        Example::
+
+            path = post.discrete_mode()["y_states"]   # (chain, draw, T): Viterbi path per draw
         """
         model = self._need_model("the most probable discrete values")
         return _per_draw(lambda draw, _: model.discrete_mode(self._with_observed(draw)),
@@ -141,6 +149,11 @@ class Posterior:
         variables summed out, as ``az.loo`` and ``az.waic`` need it; see
         ``JointDistributionCoroutine.pointwise_log_likelihood`` for what counts as one observation.
         Empty when nothing is observed.
+
+        Example::
+
+            post.log_likelihood()["y"].shape           # (chain, draw, N)
+            az.loo(post.to_arviz())                    # reads the log_likelihood group
         """
         if self._log_likelihood is None:
             if not self.observed:
@@ -200,6 +213,10 @@ class Posterior:
 
         Computed once and kept; :meth:`to_arviz` writes the parameters as the ``prior`` group and
         the observed variables as ``prior_predictive``.
+
+        Example::
+
+            post.prior_predictive(200)["y"].shape      # (1, 200, N): data sets the prior implies
         """
         if self._prior_predictive is None:
             model = self._need_model("the prior predictive")

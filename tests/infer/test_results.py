@@ -176,13 +176,14 @@ def test_posterior_predictive_has_the_right_mixture_distribution():
     mean = np.sum(w * mu, -1)
     var = np.sum(w * (sigma**2 + mu**2), -1) - mean**2
     z = (rep - mean[..., None]) / np.sqrt(var[..., None])
-    se = 1 / np.sqrt(z.size)
-    assert abs(z.mean()) < 4 * se and abs(z.var() - 1) < 4 * np.sqrt(2) * se * 2
+    # replicas are independent given their draw: standard errors from the values themselves
+    assert abs(z.mean()) < 4 * z.std() / np.sqrt(z.size)
+    assert abs(np.mean(z**2) - 1) < 4 * np.std(z**2) / np.sqrt(z.size)
     # a two-component mixture: the fraction below the midpoint matches the weight of the first
     frac = np.mean(rep < ((mu[..., 0] + mu[..., 1]) / 2)[..., None])
     expected = np.mean([w[..., 0] * st.norm.cdf((mu[..., 1] - mu[..., 0]) / 2 / sigma[..., 0])
                         + w[..., 1] * st.norm.cdf((mu[..., 0] - mu[..., 1]) / 2 / sigma[..., 1])])
-    assert abs(frac - expected) < 4 * np.sqrt(expected * (1 - expected) / rep.size) * 3
+    assert abs(frac - expected) < 4 * np.sqrt(expected * (1 - expected) / rep.size)
     thinned = post.posterior_predictive(num_draws=10, seed=0)["x"]
     assert thinned.shape == (2, 10, N)
     with pytest.raises(ValueError, match="num_draws must be None or an integer >= 1; got 0"):

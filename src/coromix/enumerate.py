@@ -219,7 +219,7 @@ class PlateEnumerator:
         free, bound, enum_shape = self._split(leave_out)
         total = sum((jnp.sum(t) for _, t in free), jnp.zeros(()))
         if bound:
-            joint = sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for _, t in bound)
+            joint = self._sum(bound, enum_shape)
             total = total + jnp.sum(jax.nn.logsumexp(joint, axis=tuple(range(len(enum_shape)))))
         return total
 
@@ -240,19 +240,19 @@ class PlateEnumerator:
         names = list(dict.fromkeys(name for name, _ in bound if name in observed))
         if names:
             axes = tuple(range(len(enum_shape)))
-            full = enum_shape + self.plate_shape
-            joint = sum(jnp.broadcast_to(t, full) for _, t in bound)
-            rest = sum(jnp.broadcast_to(t, full) for n, t in bound if n not in observed)
-            out["+".join(names)] = (jax.nn.logsumexp(joint, axis=axes)
-                                    - jax.nn.logsumexp(rest, axis=axes))
+            rest = [(n, t) for n, t in bound if n not in observed]
+            out["+".join(names)] = (jax.nn.logsumexp(self._sum(bound, enum_shape), axis=axes)
+                                    - jax.nn.logsumexp(self._sum(rest, enum_shape), axis=axes))
         return out
+
+    def _sum(self, bound, enum_shape) -> jax.Array:
+        """The sum of aligned terms, shape ``enum_shape + S``."""
+        return sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for _, t in bound)
 
     def _joint(self):
         """Summed terms over enumeration dims and plate, shape ``(K_{E-1}, .., K_0) + S``."""
         _, bound, enum_shape = self._split()
-        if not bound:
-            return None
-        return sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for _, t in bound)
+        return self._sum(bound, enum_shape) if bound else None
 
     def responsibilities(self) -> dict[str, jax.Array]:
         """``p(z_j[s] = k | everything else on this path)`` for each plate variable, shape S + (K_j,)."""

@@ -50,7 +50,6 @@ class _Sampler:
     def __init__(self, key: jax.Array, given: Mapping[str, Any], chooser: enum.PathChooser):
         self.key, self.given, self.chooser = key, given, chooser
         self.values: dict[str, jax.Array] = {}
-        self.unconstrained: dict[str, jax.Array] = {}  # continuous draws, mapped to all reals
         self.on_path = jnp.asarray(True)
 
     def __call__(self, name: str, dist: Distribution):
@@ -71,8 +70,6 @@ class _Sampler:
             self.values[name] = jnp.asarray(chosen, dtype=draw.dtype)
             return chosen
         self.values[name] = draw
-        if not dist.is_discrete:
-            self.unconstrained[name] = transforms.biject_to(dist.support).inverse(draw)
         return draw
 
 
@@ -197,13 +194,8 @@ class JointDistributionCoroutine:
 
         return enum.enumerate_paths(run_path, self.max_paths)
 
-    def _sample_one(self, key: jax.Array, given: Mapping[str, Any],
-                    unconstrained: bool = False) -> Values:
-        """One ancestral draw (traced per draw under vmap), path chosen by its own discrete draws.
-
-        With ``unconstrained=True``, the drawn continuous variables on unconstrained space instead
-        (each through its support's bijection, as the draw is made: no second run of the model).
-        """
+    def _sample_one(self, key: jax.Array, given: Mapping[str, Any]) -> Values:
+        """One ancestral draw (traced per draw under vmap), path chosen by its own discrete draws."""
         handlers = self._paths(lambda chooser: _Sampler(key, given, chooser))
         names = list(handlers[0].values)
         for h in handlers[1:]:
@@ -211,11 +203,11 @@ class JointDistributionCoroutine:
                 raise enum.EnumerationError(
                     f"the model yields different variables on different paths ({names} versus "
                     f"{list(h.values)}); every path must yield the same variables")
-        pick = [h.unconstrained if unconstrained else h.values for h in handlers]
         if len(handlers) == 1:
-            return Values(pick[0])
+            return Values(handlers[0].values)
         which = jnp.argmax(jnp.stack([h.on_path for h in handlers]))
-        return Values((n, jnp.stack([jnp.asarray(p[n]) for p in pick])[which]) for n in pick[0])
+        return Values((n, jnp.stack([jnp.asarray(h.values[n]) for h in handlers])[which])
+                      for n in names)
 
     def sample(self, sample_shape: int | tuple[int, ...] = (), seed: Any = None,
                value: Mapping[str, Any] | None = None) -> Values:

@@ -109,8 +109,8 @@ class PinnedModel:
 
     def prior_draw(self, seed: Any = None) -> dict[str, jax.Array]:
         """A draw of the parameters from the prior (given the observed values), unconstrained."""
-        draw = self.joint._sample_one(as_key(seed), self.observed, unconstrained=True)
-        return {k: draw[k] for k in self.parameter_shapes}
+        draw = self.joint._sample_one(as_key(seed), self.observed)
+        return self.to_unconstrained({k: draw[k] for k in self.parameter_shapes})
 
     def init(self, seed: Any = None, *, radius: float = 2.0) -> dict[str, jax.Array]:
         """A starting point: uniform in ``(-radius, radius)`` on unconstrained space (Stan's default)."""

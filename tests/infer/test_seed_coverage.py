@@ -93,23 +93,19 @@ def hierarchical(n):
     return model
 
 
-def dynamic(n):
-    def model():
-        mu1 = yield tfd.Normal(loc=0.0, scale=1.0)
-        mu2 = yield tfd.Normal(loc=5.0, scale=1.0)
-        sigma = yield tfd.HalfNormal(scale=2.0)
+def _example(name):
+    """A module from examples/ (not a package), loaded by path."""
+    import importlib.util
+    from pathlib import Path
 
-        def step(prev, inputs):
-            x = 0.0 if prev is None else prev.observed_data
-            component_selection = yield tfd.Categorical(logits=jnp.stack([x, -x]))
-            if component_selection == 0:
-                observed_data = yield tfd.Normal(loc=mu1, scale=sigma)
-            else:
-                observed_data = yield tfd.Normal(loc=mu2, scale=sigma)
+    path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-        series = yield tfd.RegimeSwitching(step, num_steps=n)
 
-    return model
+dynamic = _example("switching_models").seed_dynamic_mixture
 
 
 def hierarchical_init(x):

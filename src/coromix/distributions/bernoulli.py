@@ -9,7 +9,7 @@ from jax.scipy.special import xlog1py, xlogy
 
 from coromix import constraints
 from coromix.distributions.categorical import SuccessProbability, logits_and_probs
-from coromix.distributions.distribution import Distribution, batch_of
+from coromix.distributions.distribution import Distribution
 
 
 class Bernoulli(SuccessProbability, Distribution):
@@ -35,10 +35,6 @@ class Bernoulli(SuccessProbability, Distribution):
             return []
         p = self._param
         return [("probs", (p >= 0) & (p <= 1), "in [0, 1]")]
-
-    @property
-    def batch_shape(self):
-        return batch_of(self._param)
 
     @property
     def support(self):

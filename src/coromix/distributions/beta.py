@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax.scipy.special import betaln, xlog1py, xlogy
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import Distribution, promote_floats
 
 
 class Beta(Distribution):
@@ -29,10 +29,6 @@ class Beta(Distribution):
     def _parameter_checks(self):
         return [("concentration1", self.concentration1 > 0, "positive"),
                 ("concentration0", self.concentration0 > 0, "positive")]
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.concentration1, self.concentration0)
 
     @property
     def support(self):

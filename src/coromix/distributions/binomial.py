@@ -9,7 +9,7 @@ from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from coromix import constraints
 from coromix.distributions.categorical import SuccessProbability, logits_and_probs
-from coromix.distributions.distribution import Distribution, batch_of, is_concrete, promote_floats
+from coromix.distributions.distribution import Distribution, is_concrete, promote_floats
 
 
 class Binomial(SuccessProbability, Distribution):
@@ -43,10 +43,6 @@ class Binomial(SuccessProbability, Distribution):
             p = self._param
             checks.append(("probs", (p >= 0) & (p <= 1), "in [0, 1]"))
         return checks
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.total_count, self._param)
 
     @property
     def support(self):

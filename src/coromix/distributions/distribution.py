@@ -147,7 +147,9 @@ class Distribution:
     # --- shapes -----------------------------------------------------------------------------
     @property
     def batch_shape(self) -> Shape:
-        raise NotImplementedError
+        """The broadcast shape of the parameters; families whose parameters carry an event or a
+        categories axis override it."""
+        return batch_of(*(getattr(self, n) for n in self.parameter_names))
 
     @property
     def event_shape(self) -> Shape:
@@ -209,6 +211,19 @@ class Distribution:
 
     def __repr__(self) -> str:
         return f"{self._label()}(batch_shape={self.batch_shape}, event_shape={self.event_shape})"
+
+
+class LocationScale(Distribution):
+    """Base of the families with a real ``loc`` and a positive ``scale`` (TFP's argument order)."""
+
+    parameter_names = ("loc", "scale")
+
+    def __init__(self, loc=0.0, scale=1.0, *, validate_args: bool = True, name: str | None = None):
+        self.loc, self.scale = promote_floats(loc, scale)
+        self._init_common(name, validate_args)
+
+    def _parameter_checks(self):
+        return [("scale", self.scale > 0, "positive")]
 
 
 def batch_of(*params: jax.Array) -> Shape:

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import Distribution, promote_floats
 
 
 class Exponential(Distribution):
@@ -23,10 +23,6 @@ class Exponential(Distribution):
 
     def _parameter_checks(self):
         return [("rate", self.rate > 0, "positive")]
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.rate)
 
     @property
     def support(self):

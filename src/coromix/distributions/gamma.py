@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import Distribution, promote_floats
 
 
 class Gamma(Distribution):
@@ -30,10 +30,6 @@ class Gamma(Distribution):
     def _parameter_checks(self):
         return [("concentration", self.concentration > 0, "positive"),
                 ("rate", self.rate > 0, "positive")]
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.concentration, self.rate)
 
     @property
     def support(self):

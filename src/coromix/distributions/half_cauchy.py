@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import LocationScale
 
 _log_2_over_pi = math.log(2 / math.pi)
 
 
-class HalfCauchy(Distribution):
+class HalfCauchy(LocationScale):
     """HalfCauchy(loc, scale): density ``2 / (pi scale (1 + ((x - loc) / scale)**2))`` for
     ``x >= loc``; ``log_prob`` is ``-inf`` below ``loc``.
 
@@ -21,19 +21,6 @@ class HalfCauchy(Distribution):
 
     >>> HalfCauchy(0.0, 1.0).log_prob(0.0)   # log(2 / pi)
     """
-
-    parameter_names = ("loc", "scale")
-
-    def __init__(self, loc=0.0, scale=1.0, *, validate_args: bool = True, name: str | None = None):
-        self.loc, self.scale = promote_floats(loc, scale)
-        self._init_common(name, validate_args)
-
-    def _parameter_checks(self):
-        return [("scale", self.scale > 0, "positive")]
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.loc, self.scale)
 
     @property
     def support(self):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import Distribution, promote_floats
 
 _half_log_2_over_pi = 0.5 * math.log(2 / math.pi)
 
@@ -29,10 +29,6 @@ class HalfNormal(Distribution):
 
     def _parameter_checks(self):
         return [("scale", self.scale > 0, "positive")]
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.scale)
 
     @property
     def support(self):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import Distribution, promote_floats
 
 
 class InverseGamma(Distribution):
@@ -31,10 +31,6 @@ class InverseGamma(Distribution):
     def _parameter_checks(self):
         return [("concentration", self.concentration > 0, "positive"),
                 ("scale", self.scale > 0, "positive")]
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.concentration, self.scale)
 
     @property
     def support(self):

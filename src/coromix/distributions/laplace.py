@@ -8,29 +8,16 @@ import jax
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import LocationScale
 
 _log_2 = math.log(2)
 
 
-class Laplace(Distribution):
+class Laplace(LocationScale):
     """Laplace(loc, scale): density ``exp(-|x - loc| / scale) / (2 scale)``.
 
     >>> Laplace(0.0, 1.0).log_prob(1.0)   # -log(2) - 1
     """
-
-    parameter_names = ("loc", "scale")
-
-    def __init__(self, loc=0.0, scale=1.0, *, validate_args: bool = True, name: str | None = None):
-        self.loc, self.scale = promote_floats(loc, scale)
-        self._init_common(name, validate_args)
-
-    def _parameter_checks(self):
-        return [("scale", self.scale > 0, "positive")]
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.loc, self.scale)
 
     @property
     def support(self):

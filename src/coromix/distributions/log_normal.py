@@ -8,12 +8,12 @@ import jax
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import LocationScale
 
 _half_log_2pi = 0.5 * math.log(2 * math.pi)
 
 
-class LogNormal(Distribution):
+class LogNormal(LocationScale):
     """LogNormal(loc, scale): ``log(X) ~ Normal(loc, scale)``; density
     ``exp(-((log(x) - loc) / scale)**2 / 2) / (x * scale * sqrt(2 pi))`` for ``x > 0``.
 
@@ -21,19 +21,6 @@ class LogNormal(Distribution):
 
     >>> LogNormal(0.0, 1.0).log_prob(1.0)   # -log(2 pi) / 2
     """
-
-    parameter_names = ("loc", "scale")
-
-    def __init__(self, loc=0.0, scale=1.0, *, validate_args: bool = True, name: str | None = None):
-        self.loc, self.scale = promote_floats(loc, scale)
-        self._init_common(name, validate_args)
-
-    def _parameter_checks(self):
-        return [("scale", self.scale > 0, "positive")]
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.loc, self.scale)
 
     @property
     def support(self):

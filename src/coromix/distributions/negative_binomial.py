@@ -8,7 +8,7 @@ from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from coromix import constraints
 from coromix.distributions.categorical import SuccessProbability, logits_and_probs
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import Distribution, promote_floats
 
 
 class NegativeBinomial(SuccessProbability, Distribution):
@@ -40,10 +40,6 @@ class NegativeBinomial(SuccessProbability, Distribution):
             p = self._param
             checks.append(("probs", (p >= 0) & (p < 1), "in [0, 1)"))
         return checks
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.total_count, self._param)
 
     @property
     def support(self):

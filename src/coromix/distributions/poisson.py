@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, as_float, batch_of
+from coromix.distributions.distribution import Distribution, as_float
 
 
 class Poisson(Distribution):
@@ -44,10 +44,6 @@ class Poisson(Distribution):
     @property
     def log_rate(self):
         return self._param if self._kind == "log_rate" else jnp.log(self._param)
-
-    @property
-    def batch_shape(self):
-        return batch_of(self._param)
 
     @property
     def support(self):

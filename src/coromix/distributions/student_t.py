@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import Distribution, promote_floats
 
 
 class StudentT(Distribution):
@@ -31,10 +31,6 @@ class StudentT(Distribution):
 
     def _parameter_checks(self):
         return [("df", self.df > 0, "positive"), ("scale", self.scale > 0, "positive")]
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.df, self.loc, self.scale)
 
     @property
     def support(self):

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import Distribution, promote_floats
 
 
 class Uniform(Distribution):
@@ -24,10 +24,6 @@ class Uniform(Distribution):
 
     def _parameter_checks(self):
         return [("high", self.high > self.low, "greater than `low`")]
-
-    @property
-    def batch_shape(self):
-        return batch_of(self.low, self.high)
 
     @property
     def support(self):

@@ -16,19 +16,16 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
 from coromix.model import Values
-from coromix.results import Posterior
+from coromix.results import Posterior, _per_draw
 
 #: The most components :func:`relabel` accepts: it scores all ``K!`` permutations of every draw.
 MAX_COMPONENTS = 8
 
 # Numbers held at once while scoring permutations (bounds the memory of one chunk of draws).
 _CHUNK_ELEMENTS = 2**22
-# Draws mapped to unconstrained space in one vectorized batch.
-_UNCONSTRAIN_BATCH = 256
 
 
 class RelabelWarning(UserWarning):
@@ -284,15 +281,11 @@ def _unconstrained(posterior: Posterior, samples: Mapping[str, np.ndarray]) -> V
         raise ValueError(f"relabel: the posterior lacks draws of the model's parameters "
                          f"{missing} (model {posterior.model.name!r}); cannot map the relabelled "
                          f"draws to unconstrained space")
-    leading = (posterior.num_chains, posterior.num_draws)
-    flat = {k: np.asarray(samples[k]).reshape((-1,) + np.shape(samples[k])[2:]) for k in names}
-    batch_size = min(math.prod(leading), _UNCONSTRAIN_BATCH)
-    mapped = jax.jit(lambda f: jax.lax.map(pinned.to_unconstrained, f,
-                                           batch_size=batch_size))(flat)
+    mapped = _per_draw(lambda draw, _: pinned.to_unconstrained(draw),
+                       {k: samples[k] for k in names})
     order = list(posterior.unconstrained) or list(samples)
     order += [k for k in names if k not in order]
-    out = Values((k, np.asarray(mapped[k]).reshape(leading + mapped[k].shape[1:]))
-                 for k in order if k in mapped)
+    out = Values((k, mapped[k]) for k in order if k in mapped)
     # values the model cannot map (an ordered vector no longer increasing), unless they were so
     # before relabelling already
     bad = [k for k, v in out.items() if not np.all(np.isfinite(v))

@@ -7,14 +7,15 @@ Every array has leading dims ``(chain, draw)``.  ArviZ is reached only through
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coromix import _arviz
+from coromix import _arviz, labels
 from coromix.distributions.distribution import as_key
 from coromix.model import Values
 
@@ -76,6 +77,7 @@ class Posterior:
         self._posterior_predictive: Values | None = None
         self._predictive_settings: tuple[Any, ...] | None = None
         self._prior_predictive: Values | None = None
+        self._component_axes: dict[str, int] | None = None
 
     @property
     def num_chains(self) -> int:
@@ -224,6 +226,75 @@ class Posterior:
             self._prior_predictive = Values((k, np.asarray(v)[None]) for k, v in draws.items())
         return self._prior_predictive
 
+    # --- labels of mixture components ------------------------------------------------------------
+    def component_axes(self) -> dict[str, int]:
+        """The variables that carry the component axis of a mixture, found from the model.
+
+        name -> axis of one draw's shape: the variables whose axis of length ``K`` (the support
+        size of a free discrete variable) the model is symmetric in, tested at the draw with the
+        highest log density (see :func:`coromix.labels.symmetric_components`).  Empty when the
+        model is not symmetric in any (ordered components, priors that differ by component), or
+        has no free discrete variable.
+
+        Example::
+
+            post.component_axes()                      # {"w": 0, "mu": 0, "sigma": 0}
+        """
+        if self._component_axes is None:
+            self._component_axes = {}
+            if self.model is not None:
+                model = self.model
+                draw = self._best_draw()
+                sizes = [np.shape(p)[-1] for p in
+                         model.discrete_posterior(self._with_observed(draw)).values()]
+                if sizes:
+                    found = labels.symmetric_components(
+                        lambda values: model.log_prob(self._with_observed(values)),
+                        {k: np.asarray(v) for k, v in draw.items()}, sizes)
+                    self._component_axes = {k: a for k, (a, _) in found.items()}
+        return dict(self._component_axes)
+
+    def _best_draw(self) -> dict[str, jax.Array]:
+        lp = self.sample_stats.get("lp")
+        index = (0, 0)
+        if lp is not None and np.any(np.isfinite(lp)):
+            index = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(lp), lp, np.nan))),
+                                     lp.shape)
+        return {k: jnp.asarray(v[index]) for k, v in self.samples.items()}
+
+    def relabel(self, components: Mapping[str, int] | Sequence[str] | None = None, *,
+                reference: Mapping[str, Any] | None = None,
+                max_iterations: int = 20) -> Posterior:
+        """The draws with one labelling of the mixture components; see :func:`coromix.relabel`.
+
+        With ``components=None`` the component variables are found from the model
+        (:meth:`component_axes`).
+
+        Example::
+
+            fixed = post.relabel()                     # R-hat of every component near 1 again
+        """
+        if components is None:
+            components = self.component_axes()
+            if not components:
+                raise ValueError(
+                    "relabel: found no variables whose component axis the model is symmetric in "
+                    "(the model has no free discrete variable, its components are ordered or "
+                    "their priors differ, or no model is attached); name them with components=, "
+                    f"e.g. {{'mu': 0}}; the posterior's variables: {list(self.samples)}")
+        axes = labels.component_axes(self.samples, components)
+        permutations, iterations = labels.pivot_permutations(
+            self.samples, axes, self.sample_stats.get("lp"), reference, max_iterations)
+        samples = Values(labels.permute_draws(self.samples, axes, permutations))
+        attrs = {**self.attrs, "relabelled": "pivot",
+                 "relabel_components": ",".join(f"{k}:{a}" for k, (a, _) in axes.items()),
+                 "relabel_iterations": iterations}
+        result = Posterior(samples, unconstrained=self._unconstrained_of(samples),
+                           sample_stats=self.sample_stats, observed=self.observed,
+                           model=self.model, attrs=attrs)
+        result.permutations = permutations
+        return result
+
     # --- ArviZ ----------------------------------------------------------------------------------
     def to_arviz(self, *, discrete_posterior: bool = True,
                  log_likelihood: bool = True) -> arviz.InferenceData:
@@ -283,9 +354,9 @@ class Posterior:
             messages.append(
                 f"R-hat above {max_rhat} for {_listing(high, '.3f')}: the chains have not mixed; "
                 f"run more warmup and draws, or reparametrize the model. If chains sit in "
-                f"different modes of a mixture (swapped component labels), order the components "
-                f"(tfd.Ordered), relabel the draws (cm.relabel), or start from the prior "
-                f"(init='prior') when the priors tell the components apart")
+                f"different modes of a mixture (swapped component labels), relabel the draws "
+                f"(post.relabel()) or order the components (tfd.Ordered)")
+            messages += self._mode_messages()
         low = {k: e for k, (_, e) in diagnostics.items() if e < min_ess}
         if low:
             messages.append(
@@ -299,6 +370,40 @@ class Posterior:
                 f"{self.num_divergences} of {self.num_chains * self.num_draws} transitions "
                 f"diverged after warmup: the draws may miss part of the posterior; {hint} or "
                 f"reparametrize the model")
+        return messages
+
+    def _mode_messages(self) -> list[str]:
+        """Chains in permuted labellings of a symmetric mixture, and chains stuck in minor modes."""
+        if self.num_chains < 2:
+            return []
+        messages = []
+        lp = self.sample_stats.get("lp")
+        chain_lp = np.mean(lp, axis=1) if lp is not None else None
+        best = int(np.nanargmax(chain_lp)) if chain_lp is not None else 0
+        if self.model is not None:
+            axes = self.component_axes()
+            if axes:
+                sizes = {k: np.shape(self.samples[k])[2:][a] for k, a in axes.items()}
+                found = {k: (a, sizes[k]) for k, a in axes.items()}
+                perms = labels.chain_labellings(self.samples, found, best)
+                switched = [c for c in range(self.num_chains)
+                            if not np.array_equal(perms[c], np.arange(len(perms[c])))]
+                if switched:
+                    messages.append(
+                        f"label switching: chain(s) {_and(switched)} sit in another labelling "
+                        f"of the mixture components than chain {best} (the model is symmetric "
+                        f"in {_and(list(axes))}, so these are the same posterior with the "
+                        f"labels permuted); post.relabel() gives all draws one labelling")
+        if chain_lp is not None and np.all(np.isfinite(chain_lp)):
+            spread = float(np.sqrt(np.mean(np.var(lp, axis=1))))
+            gap = chain_lp[best] - chain_lp
+            stuck = [c for c in range(self.num_chains) if gap[c] > max(5.0, 4.0 * spread)]
+            if stuck:
+                listing = ", ".join(f"chain {c} ({gap[c]:.1f} lower)" for c in stuck)
+                messages.append(
+                    f"minor mode: {listing} than chain {best} in mean log density: stuck in a "
+                    f"mode with far less posterior mass; leave those chains out or refit (the "
+                    f"default init='pathfinder' starts every chain in the dominant mode)")
         return messages
 
     # --- files ----------------------------------------------------------------------------------
@@ -330,6 +435,34 @@ class Posterior:
                                                   **groups.get("prior_predictive", {})})
         return posterior
 
+    def _unconstrained_of(self, samples: Mapping[str, np.ndarray]) -> Values:
+        """The relabelled draws on unconstrained space through the model (empty without one)."""
+        if self.model is None:
+            return Values()
+        pinned = self.model.pin(dict(self.observed))
+        names = list(pinned.parameter_shapes)
+        missing = [k for k in names if k not in samples]
+        if missing:
+            raise ValueError(f"relabel: the posterior lacks draws of the model's parameters "
+                             f"{missing} (model {self.model.name!r}); cannot map the relabelled "
+                             f"draws to unconstrained space")
+        mapped = _per_draw(lambda draw, _: pinned.to_unconstrained(draw),
+                           {k: samples[k] for k in names})
+        order = list(self.unconstrained) or list(samples)
+        order += [k for k in names if k not in order]
+        out = Values((k, mapped[k]) for k in order if k in mapped)
+        # values the model cannot map (an ordered vector no longer increasing), unless they were so
+        # before relabelling already
+        bad = [k for k, v in out.items() if not np.all(np.isfinite(v))
+               and (k not in self.unconstrained or np.all(np.isfinite(self.unconstrained[k])))]
+        if bad:
+            warnings.warn(
+                f"relabel: after relabelling, {bad} fall outside the support the model gives them "
+                f"(no finite unconstrained value): the model is not symmetric in these labels (an "
+                f"ordering constraint, or priors that differ by component), so the relabelled draws "
+                f"are not draws of its posterior", labels.RelabelWarning, stacklevel=3)
+        return out
+
     def _netcdf_attrs(self) -> dict[str, Any]:
         attrs = {k: v for k, v in self.attrs.items() if isinstance(v, (str, int, float, np.number))}
         if self.model is not None:
@@ -351,6 +484,11 @@ class Posterior:
 
 def _listing(values: Mapping[str, float], fmt: str) -> str:
     return ", ".join(f"{k} ({v:{fmt}})" for k, v in values.items())
+
+
+def _and(items: Sequence[Any]) -> str:
+    words = [str(i) for i in items]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def _brief(x: np.ndarray, limit: int = 4) -> str:

@@ -1,6 +1,7 @@
 """NUTS (BlackJAX) on a pinned model: window adaptation, then sampling, all chains in one program.
 
-The program is ``vmap`` over chains of ``(window adaptation; scan of NUTS steps)``, compiled once.
+The program is a search for the dominant mode (multi-path Pathfinder) that places every chain's
+start, then ``vmap`` over chains of ``(window adaptation; scan of NUTS steps)``, compiled once.
 With several local devices (and chains divisible among them) the chains are split across devices
 with ``shard_map``, each device running its share vectorized.  Finite discrete variables are
 already summed out of the density, so NUTS sees the continuous parameters only.
@@ -32,10 +33,17 @@ from coromix.pinned import PinnedModel
 from coromix.results import SAMPLE_STATS, ConvergenceWarning, Posterior
 
 CHAIN_METHODS = ("auto", "vectorized", "parallel")
+INIT_METHODS = ("pathfinder", "uniform", "prior")
 
 # Random starting points tried per chain before giving up (uniform on unconstrained space).
 _INIT_TRIES = 32
 _INIT_RADIUS = 2.0
+# The default start: multi-path Pathfinder (Zhang et al. 2022) from this many uniform points, each
+# path at most this many L-BFGS iterations, its Gaussian approximations scored by an ELBO estimate
+# from this many draws per iteration.
+_SEARCH_PATHS = 8
+_SEARCH_ITERATIONS = 30
+_SEARCH_DRAWS = 16
 # Progress bar updates per phase (each is a host callback out of the compiled loop).
 _PROGRESS_UPDATES = 50
 
@@ -72,14 +80,17 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
         target_accept: the acceptance rate the step size is tuned to; raise it (0.9, 0.95) when
             there are divergences.
         dense_mass: adapt a dense mass matrix instead of a diagonal one.
-        init: where the chains start.  ``None`` or ``"uniform"``: each chain at a random point
-            uniform in (-2, 2) on unconstrained space (as Stan and NumPyro), tried again (up to
-            32 times) where the log density or its gradient is not finite.  ``"prior"``: each
-            chain first tries a draw from the prior (then uniform points); use it when the priors
-            place the parameters far from that box or tell a mixture's components apart (e.g.
-            ``mu1 ~ N(0, 1)``, ``mu2 ~ N(5, 1)``, where a chain started between them can settle in
-            the swapped labelling); it costs about a second more compilation.  A mapping:
-            constrained values for every parameter, used by all chains (e.g. a ``cm.map`` result).
+        init: where the chains start.  ``None`` or ``"pathfinder"`` (the default): in the
+            dominant mode, found by multi-path Pathfinder (8 L-BFGS paths from uniform points,
+            ranked by their evidence lower bound), each chain at its own draw from that mode's
+            Gaussian approximation; this keeps chains out of minor modes (a label-swapped HMM,
+            a local optimum of a mixture) and puts the chains of an exchangeable mixture in one
+            labelling.  It falls back to ``"uniform"`` when no path finds a finite density.
+            ``"uniform"``: each chain at a random point uniform in (-2, 2) on unconstrained
+            space (as Stan and NumPyro), tried again (up to 32 times) where the log density or
+            its gradient is not finite.  ``"prior"``: each chain first tries a draw from the
+            prior (then uniform points).  A mapping: constrained values for every parameter,
+            used by all chains (e.g. a ``cm.map`` result).
         progress: show a progress bar on stderr.
         chain_method: ``"vectorized"`` (all chains vmapped on one device), ``"parallel"`` (chains
             split over the local devices), or ``"auto"`` (parallel when there are several devices
@@ -100,31 +111,37 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
         return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
 
     if init is None or isinstance(init, str):
-        if init not in (None, "uniform", "prior"):
-            raise ValueError(f"init must be None, 'uniform', 'prior' or a mapping of constrained "
-                             f"values; got {init!r}")
-        # placeholders of the right shapes: each chain finds its own start when it runs
+        if init not in (None, *INIT_METHODS):
+            raise ValueError(f"init must be None, one of {INIT_METHODS} or a mapping of "
+                             f"constrained values; got {init!r}")
+        init = init or "pathfinder"
+        # placeholders of the right shapes: the starts are found inside the compiled program
         positions = {k: jnp.zeros((num_chains,) + shape, dtype)
                      for k, (shape, dtype) in posterior._parameter_info().items()}
         find_start = _start_finder(posterior, logdensity, from_prior=init == "prior")
+        find_mode = _mode_finder(posterior, logdensity) if init == "pathfinder" else None
     else:
         positions = _given_positions(posterior, logdensity, num_chains, init)
-        find_start = None
+        find_start = find_mode = None
 
     phases = {0: ("warmup", num_warmup), 1: ("sampling", num_samples)}
     bar = _ProgressBar(phases) if progress else None
     run_chain = _chain_program(logdensity, num_warmup=num_warmup, num_samples=num_samples,
                                dense_mass=dense_mass, target_accept=target_accept,
-                               max_tree_depth=max_tree_depth, bar=bar, find_start=find_start)
+                               max_tree_depth=max_tree_depth, bar=bar)
     keys = jax.random.key_data(jax.random.split(as_key(seed), num_chains))
-    program = _all_chains(run_chain, method)
+    search_key = jax.random.fold_in(as_key(seed), 0x5EA2C4)
+    program = _program(run_chain, method, find_mode=find_mode, find_start=find_start)
     start = time.perf_counter()
     if bar is not None:
-        bar.message(f"compiling NUTS for {posterior.joint.name} ({num_chains} chains, {method})")
-    compiled = program.lower(keys, positions).compile()
+        what = " and the mode search" if find_mode is not None else ""
+        bar.message(f"compiling NUTS{what} for {posterior.joint.name} ({num_chains} chains, "
+                    f"{method})")
+    search_key = jax.random.key_data(search_key)
+    compiled = program.lower(search_key, keys, positions).compile()
     compile_time = time.perf_counter() - start
     start = time.perf_counter()
-    draws, stats, found = jax.block_until_ready(compiled(keys, positions))
+    draws, stats, found, search = jax.block_until_ready(compiled(search_key, keys, positions))
     sampling_time = time.perf_counter() - start
     if not bool(np.all(found)):
         raise _no_start_error(posterior, int(np.sum(~np.asarray(found))), num_chains)
@@ -142,6 +159,8 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
                "mass_matrix": "dense" if dense_mass else "diagonal",
                "max_tree_depth": max_tree_depth, "chain_method": method,
                "compile_time": compile_time, "sampling_time": sampling_time,
+               "init": init if isinstance(init, str) else "values",
+               **_search_attrs(search),
                **({"seed": int(seed)} if isinstance(seed, (int, np.integer)) else {})})
     for message in result.convergence_warnings():
         warnings.warn(message, ConvergenceWarning, stacklevel=2)
@@ -172,8 +191,9 @@ def _resolve_chain_method(chain_method: str, num_chains: int) -> str:
     return chain_method
 
 
-def _finite(lp: jax.Array, grad: Mapping[str, jax.Array]) -> jax.Array:
-    return jnp.isfinite(lp) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in grad.values()]))
+def _finite(lp: jax.Array, grad: Any) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(grad)
+    return jnp.isfinite(lp) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]))
 
 
 def _given_positions(posterior: PinnedModel, logdensity: Callable, num_chains: int,
@@ -228,6 +248,60 @@ def _start_finder(posterior: PinnedModel, logdensity: Callable,
     return find
 
 
+def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
+    """``find(key, num_chains) -> (positions, search)``: chain starts in the dominant mode.
+
+    Multi-path Pathfinder (BlackJAX): L-BFGS runs from ``_SEARCH_PATHS`` points uniform in
+    ``(-2, 2)`` on unconstrained space; along each path, Pathfinder fits a Gaussian approximation
+    ``q`` (from the L-BFGS inverse Hessian) and keeps the one with the highest evidence lower bound
+    ``ELBO = E_q[log p - log q]``.  Paths that end in different modes have ELBOs that differ by
+    about the log of the modes' masses, so the path with the highest ELBO is in the dominant mode.
+    Every chain starts at its own draw from that path's ``q``: dispersed within one mode (so the
+    chains of a mixture also share one labelling of its components) on the mode's own scale.
+
+    ``search`` reports ``found`` (some path had a finite ELBO), the ``elbo`` and final log density
+    ``lp`` of each path, and ``best``, the index of the path used.
+    """
+    from blackjax.vi.multipathfinder import multi_approximate
+    from blackjax.vi.pathfinder import sample as pathfinder_sample
+
+    def find(key, num_chains):
+        start_key, path_key, draw_key = jax.random.split(key, 3)
+        starts = jax.vmap(lambda k: posterior.init(k, radius=_INIT_RADIUS))(
+            jax.random.split(start_key, _SEARCH_PATHS))
+        _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], starts))
+        flat_starts = jax.vmap(lambda p: ravel_pytree(p)[0])(starts)
+
+        def flat_logdensity(q):
+            return logdensity(unravel(q))
+
+        state, _ = multi_approximate(path_key, flat_logdensity, flat_starts,
+                                     num_samples=_SEARCH_DRAWS, maxiter=_SEARCH_ITERATIONS)
+        paths = state.path_states
+        elbo = jnp.where(jnp.isfinite(paths.elbo), paths.elbo, -jnp.inf)
+        best = jnp.argmax(elbo)
+        chosen = jax.tree_util.tree_map(lambda x: x[best], paths)
+        draws, _ = pathfinder_sample(draw_key, chosen, num_chains)
+        usable = jax.vmap(lambda q: _finite(*jax.value_and_grad(flat_logdensity)(q)))(draws)
+        positions = jnp.where(usable[:, None], draws, chosen.position[None])
+        search = {"found": jnp.isfinite(elbo[best]), "elbo": elbo, "best": best,
+                  "lp": jax.vmap(flat_logdensity)(paths.position)}
+        return jax.vmap(unravel)(positions), search
+
+    return find
+
+
+def _search_attrs(search: Mapping[str, Any]) -> dict[str, Any]:
+    """What the mode search found, as scalar attributes of the fit."""
+    if not search:
+        return {}
+    elbo = np.asarray(search["elbo"])
+    finite = np.isfinite(elbo)
+    return {"search_paths": int(elbo.size), "search_paths_finite": int(finite.sum()),
+            "search_best_elbo": float(elbo[int(search["best"])]),
+            "search_worst_elbo": float(elbo[finite].min()) if finite.any() else float("nan")}
+
+
 def _no_start_error(posterior: PinnedModel, failed: int, num_chains: int) -> ValueError:
     return ValueError(
         f"no starting point with a finite log density and gradient for model "
@@ -277,11 +351,8 @@ class _CountedNuts:
 
 def _chain_program(logdensity: Callable, *, num_warmup: int, num_samples: int, dense_mass: bool,
                    target_accept: float, max_tree_depth: int,
-                   bar: _ProgressBar | None, find_start: Callable | None = None) -> Callable:
-    """``run_chain(key_data, position) -> (draws, sample_stats, found)``: warmup, then sampling.
-
-    With ``find_start``, the chain first finds its own starting point (``position`` only gives the
-    shapes) and ``found`` says whether it succeeded; otherwise it starts at ``position``.
+                   bar: _ProgressBar | None) -> Callable:
+    """``run_chain(key_data, position) -> (draws, sample_stats)``: warmup, then sampling.
 
     NUTS moves on the parameters raveled into one vector: every state it keeps (position,
     momentum, gradient, the ends of the trajectory) is then one array instead of one per variable,
@@ -290,10 +361,7 @@ def _chain_program(logdensity: Callable, *, num_warmup: int, num_samples: int, d
     model_logdensity = logdensity
 
     def run_chain(key_data, position):
-        start_key, warmup_key, sample_key = jax.random.split(jax.random.wrap_key_data(key_data), 3)
-        found = jnp.asarray(True)
-        if find_start is not None:
-            position, found = find_start(start_key)
+        _, warmup_key, sample_key = jax.random.split(jax.random.wrap_key_data(key_data), 3)
         position, unravel = ravel_pytree(position)
 
         def logdensity(q):
@@ -331,19 +399,46 @@ def _chain_program(logdensity: Callable, *, num_warmup: int, num_samples: int, d
 
         steps = (jnp.arange(num_samples), jax.random.split(sample_key, num_samples))
         _, (draws, stats) = jax.lax.scan(one_draw, state, steps)
-        return draws, stats, found
+        return draws, stats
 
     return run_chain
 
 
-def _all_chains(run_chain: Callable, method: str) -> Callable:
-    """All chains in one jitted program: vmapped, or vmapped per device inside ``shard_map``."""
+def _program(run_chain: Callable, method: str, *, find_mode: Callable | None,
+             find_start: Callable | None) -> Callable:
+    """``program(search_key, chain_keys, positions) -> (draws, stats, found, search)``, jitted.
+
+    First the starting points: with ``find_mode``, one search for the dominant mode shared by all
+    chains (falling back to each chain's own ``find_start`` when it finds nothing finite); with
+    only ``find_start``, each chain its own; otherwise ``positions`` as given.  Then all chains,
+    vmapped, or vmapped per device inside ``shard_map``.
+    """
     if method == "vectorized":
-        return jax.jit(jax.vmap(run_chain))
-    mesh = Mesh(np.array(jax.local_devices()), ("chains",))
-    chains = PartitionSpec("chains")
-    return jax.jit(jax.shard_map(jax.vmap(run_chain), mesh=mesh, in_specs=(chains, chains),
-                                 out_specs=chains, check_vma=False))
+        chains = jax.vmap(run_chain)
+    else:
+        mesh = Mesh(np.array(jax.local_devices()), ("chains",))
+        spec = PartitionSpec("chains")
+        chains = jax.shard_map(jax.vmap(run_chain), mesh=mesh, in_specs=(spec, spec),
+                               out_specs=spec, check_vma=False)
+
+    def program(search_key, chain_keys, positions):
+        num_chains = chain_keys.shape[0]
+        # the first of each chain's three keys (the others are its warmup's and sampling's)
+        start_keys = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k), 3)[0])(
+            chain_keys)
+        found = jnp.ones(num_chains, bool)
+        search: dict[str, jax.Array] = {}
+        if find_mode is not None:
+            positions, search = find_mode(jax.random.wrap_key_data(search_key), num_chains)
+            positions, found = jax.lax.cond(
+                search["found"], lambda: (positions, found),
+                lambda: jax.vmap(find_start)(start_keys))
+        elif find_start is not None:
+            positions, found = jax.vmap(find_start)(start_keys)
+        draws, stats = chains(chain_keys, positions)
+        return draws, stats, found, search
+
+    return jax.jit(program)
 
 
 def _reporter(bar: _ProgressBar | None, phase: int, total: int) -> Callable[[jax.Array], None]:

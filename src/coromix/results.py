@@ -403,7 +403,7 @@ class Posterior:
                 messages.append(
                     f"minor mode: {listing} than chain {best} in mean log density: stuck in a "
                     f"mode with far less posterior mass; leave those chains out or refit (the "
-                    f"default init='pathfinder' starts every chain in the dominant mode)")
+                    f"default init='mode' starts every chain in the dominant mode)")
         return messages
 
     # --- files ----------------------------------------------------------------------------------

@@ -261,7 +261,7 @@ def test_prior_start_and_bad_init_string():
     assert np.all(found) and 95 < float(np.mean(starts["mu"])) < 105
     uniform = nuts_module._start_finder(pinned, pinned.unconstrained_log_prob)
     assert np.all(np.abs(jax.vmap(uniform)(jax.random.split(jax.random.key(0), 8))[0]["mu"]) < 2)
-    with pytest.raises(ValueError, match="init must be None, 'uniform', 'prior' or a mapping"):
+    with pytest.raises(ValueError, match="init must be None, 'mode', 'uniform', 'prior' or a mapping"):
         cm.nuts(normal_model, {"y": Y}, init="map", progress=False)
 
 

@@ -1,7 +1,7 @@
 """NUTS (BlackJAX) on a pinned model: window adaptation, then sampling, all chains in one program.
 
-The program is a search for the dominant mode (multi-path Pathfinder) that places every chain's
-start, then ``vmap`` over chains of ``(window adaptation; scan of NUTS steps)``, compiled once.
+The program is a search for the dominant mode (L-BFGS climbs from several points) that places
+every chain's start, then ``vmap`` over chains of ``(window adaptation; scan of NUTS steps)``, compiled once.
 With several local devices (and chains divisible among them) the chains are split across devices
 with ``shard_map``, each device running its share vectorized.  Finite discrete variables are
 already summed out of the density, so NUTS sees the continuous parameters only.
@@ -27,23 +27,21 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, PartitionSpec
 
 from coromix.distributions.distribution import as_key
+from coromix.infer import lbfgs
 from coromix.joint import JointDistributionCoroutine
 from coromix.model import Values
 from coromix.pinned import PinnedModel
 from coromix.results import SAMPLE_STATS, ConvergenceWarning, Posterior
 
 CHAIN_METHODS = ("auto", "vectorized", "parallel")
-INIT_METHODS = ("pathfinder", "uniform", "prior")
+INIT_METHODS = ("mode", "uniform", "prior")
 
 # Random starting points tried per chain before giving up (uniform on unconstrained space).
 _INIT_TRIES = 32
 _INIT_RADIUS = 2.0
-# The default start: multi-path Pathfinder (Zhang et al. 2022) from this many uniform points, each
-# path at most this many L-BFGS iterations, its Gaussian approximations scored by an ELBO estimate
-# from this many draws per iteration.
+# The default start: L-BFGS climbs from this many uniform points, each of at most this many steps.
 _SEARCH_PATHS = 8
-_SEARCH_ITERATIONS = 30
-_SEARCH_DRAWS = 16
+_SEARCH_ITERATIONS = 200
 # Progress bar updates per phase (each is a host callback out of the compiled loop).
 _PROGRESS_UPDATES = 50
 
@@ -80,17 +78,17 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
         target_accept: the acceptance rate the step size is tuned to; raise it (0.9, 0.95) when
             there are divergences.
         dense_mass: adapt a dense mass matrix instead of a diagonal one.
-        init: where the chains start.  ``None`` or ``"pathfinder"`` (the default): in the
-            dominant mode, found by multi-path Pathfinder (8 L-BFGS paths from uniform points,
-            ranked by their evidence lower bound), each chain at its own draw from that mode's
-            Gaussian approximation; this keeps chains out of minor modes (a label-swapped HMM,
-            a local optimum of a mixture) and puts the chains of an exchangeable mixture in one
-            labelling.  It falls back to ``"uniform"`` when no path finds a finite density.
-            ``"uniform"``: each chain at a random point uniform in (-2, 2) on unconstrained
-            space (as Stan and NumPyro), tried again (up to 32 times) where the log density or
-            its gradient is not finite.  ``"prior"``: each chain first tries a draw from the
-            prior (then uniform points).  A mapping: constrained values for every parameter,
-            used by all chains (e.g. a ``cm.map`` result).
+        init: where the chains start.  ``None`` or ``"mode"`` (the default): in the dominant
+            mode, found by 8 L-BFGS climbs from uniform points (the highest end wins), each
+            chain at its own draw around it on the scale of the climb's curvature; this keeps
+            chains out of minor modes (a label-swapped HMM, a local optimum of a mixture) and
+            puts the chains of an exchangeable mixture in one labelling.  It falls back to
+            ``"uniform"`` when no climb finds a finite density.  ``"uniform"``: each chain at a
+            random point uniform in (-2, 2) on unconstrained space (as Stan and NumPyro), tried
+            again (up to 32 times) where the log density or its gradient is not finite.
+            ``"prior"``: each chain first tries a draw from the prior (then uniform points).  A
+            mapping: constrained values for every parameter, used by all chains (e.g. a
+            ``cm.map`` result).
         progress: show a progress bar on stderr.
         chain_method: ``"vectorized"`` (all chains vmapped on one device), ``"parallel"`` (chains
             split over the local devices), or ``"auto"`` (parallel when there are several devices
@@ -112,14 +110,14 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
 
     if init is None or isinstance(init, str):
         if init not in (None, *INIT_METHODS):
-            raise ValueError(f"init must be None, one of {INIT_METHODS} or a mapping of "
-                             f"constrained values; got {init!r}")
-        init = init or "pathfinder"
+            raise ValueError(f"init must be None, 'mode', 'uniform', 'prior' or a mapping "
+                             f"of constrained values; got {init!r}")
+        init = init or "mode"
         # placeholders of the right shapes: the starts are found inside the compiled program
         positions = {k: jnp.zeros((num_chains,) + shape, dtype)
                      for k, (shape, dtype) in posterior._parameter_info().items()}
         find_start = _start_finder(posterior, logdensity, from_prior=init == "prior")
-        find_mode = _mode_finder(posterior, logdensity) if init == "pathfinder" else None
+        find_mode = _mode_finder(posterior, logdensity) if init == "mode" else None
     else:
         positions = _given_positions(posterior, logdensity, num_chains, init)
         find_start = find_mode = None
@@ -251,41 +249,34 @@ def _start_finder(posterior: PinnedModel, logdensity: Callable,
 def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
     """``find(key, num_chains) -> (positions, search)``: chain starts in the dominant mode.
 
-    Multi-path Pathfinder (BlackJAX): L-BFGS runs from ``_SEARCH_PATHS`` points uniform in
-    ``(-2, 2)`` on unconstrained space; along each path, Pathfinder fits a Gaussian approximation
-    ``q`` (from the L-BFGS inverse Hessian) and keeps the one with the highest evidence lower bound
-    ``ELBO = E_q[log p - log q]``.  Paths that end in different modes have ELBOs that differ by
-    about the log of the modes' masses, so the path with the highest ELBO is in the dominant mode.
-    Every chain starts at its own draw from that path's ``q``: dispersed within one mode (so the
-    chains of a mixture also share one labelling of its components) on the mode's own scale.
+    L-BFGS climbs (:func:`coromix.infer.lbfgs.maximize`) from ``_SEARCH_PATHS`` points uniform in
+    ``(-2, 2)`` on unconstrained space, at most ``_SEARCH_ITERATIONS`` steps each; the highest
+    point reached is taken as the dominant mode.  Every chain starts at its own draw
+    ``mode + sd * z``, ``z`` standard normal and ``sd`` the square root of the diagonal of the
+    climb's inverse-Hessian approximation (at most 1): dispersed within that one mode on its own
+    scale, so the chains of a mixture also share one labelling of its components.
 
-    ``search`` reports ``found`` (some path had a finite ELBO), the ``elbo`` and final log density
-    ``lp`` of each path, and ``best``, the index of the path used.
+    ``search`` reports ``found`` (some climb reached a finite log density), the final log density
+    ``lp`` and ``converged`` flag of each climb, and ``best``, the index of the climb used.
     """
-    from blackjax.vi.multipathfinder import multi_approximate
-    from blackjax.vi.pathfinder import sample as pathfinder_sample
 
     def find(key, num_chains):
-        start_key, path_key, draw_key = jax.random.split(key, 3)
+        start_key, draw_key = jax.random.split(key)
         starts = jax.vmap(lambda k: posterior.init(k, radius=_INIT_RADIUS))(
             jax.random.split(start_key, _SEARCH_PATHS))
         _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], starts))
         flat_starts = jax.vmap(lambda p: ravel_pytree(p)[0])(starts)
-
-        def flat_logdensity(q):
-            return logdensity(unravel(q))
-
-        state, _ = multi_approximate(path_key, flat_logdensity, flat_starts,
-                                     num_samples=_SEARCH_DRAWS, maxiter=_SEARCH_ITERATIONS)
-        paths = state.path_states
-        elbo = jnp.where(jnp.isfinite(paths.elbo), paths.elbo, -jnp.inf)
-        best = jnp.argmax(elbo)
-        chosen = jax.tree_util.tree_map(lambda x: x[best], paths)
-        draws, _ = pathfinder_sample(draw_key, chosen, num_chains)
-        usable = jax.vmap(lambda q: _finite(*jax.value_and_grad(flat_logdensity)(q)))(draws)
-        positions = jnp.where(usable[:, None], draws, chosen.position[None])
-        search = {"found": jnp.isfinite(elbo[best]), "elbo": elbo, "best": best,
-                  "lp": jax.vmap(flat_logdensity)(paths.position)}
+        value_and_grad = jax.value_and_grad(lambda q: logdensity(unravel(q)))
+        climbs = jax.vmap(lambda x: lbfgs.maximize(value_and_grad, x,
+                                                   max_iterations=_SEARCH_ITERATIONS))(flat_starts)
+        lp = jnp.where(jnp.isfinite(climbs.value), climbs.value, -jnp.inf)
+        best = jnp.argmax(lp)
+        mode = climbs.position[best]
+        sd = jnp.minimum(jnp.sqrt(climbs.inverse_hessian_diagonal[best]), 1.0)
+        noise = jax.random.normal(draw_key, (num_chains,) + mode.shape, mode.dtype)
+        positions = mode + sd * noise
+        search = {"found": jnp.isfinite(lp[best]), "lp": lp, "best": best,
+                  "converged": climbs.converged}
         return jax.vmap(unravel)(positions), search
 
     return find
@@ -295,11 +286,14 @@ def _search_attrs(search: Mapping[str, Any]) -> dict[str, Any]:
     """What the mode search found, as scalar attributes of the fit."""
     if not search:
         return {}
-    elbo = np.asarray(search["elbo"])
-    finite = np.isfinite(elbo)
-    return {"search_paths": int(elbo.size), "search_paths_finite": int(finite.sum()),
-            "search_best_elbo": float(elbo[int(search["best"])]),
-            "search_worst_elbo": float(elbo[finite].min()) if finite.any() else float("nan")}
+    lp = np.asarray(search["lp"])
+    finite = np.isfinite(lp)
+    best = float(lp[int(search["best"])])
+    return {"search_climbs": int(lp.size), "search_climbs_finite": int(finite.sum()),
+            "search_climbs_converged": int(np.sum(search["converged"])),
+            "search_best_lp": best,
+            # climbs that ended more than 1 nat below the best: in other (minor) modes
+            "search_climbs_below": int(np.sum(finite & (lp < best - 1.0)))}
 
 
 def _no_start_error(posterior: PinnedModel, failed: int, num_chains: int) -> ValueError:

@@ -66,7 +66,8 @@ def test_uniform_starts_fall_into_the_swapped_mode_and_the_default_does_not():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # short chains: R-hat near 1.01
         post = cm.nuts(hmm_example, observed={"y": Y}, **settings)
-    assert not any("mode" in m for m in post.convergence_warnings())
+    assert not any(m.startswith(("minor mode", "label switching"))
+                   for m in post.convergence_warnings())
     assert post.attrs["init"] == "mode" and post.attrs["search_climbs_finite"] == 8
     compare(post, EXAMPLE["parameters"], mean_ses=5.0, sd_ratio=0.15, max_rhat=1.02)
 

@@ -235,7 +235,7 @@ def symmetric_components(log_density: Callable[[Mapping[str, Any]], float],
                 return False
         return True
 
-    for k in sorted(set(int(s) for s in sizes if int(s) >= 2), reverse=True):
+    for k in sorted({int(s) for s in sizes if int(s) >= 2}, reverse=True):
         candidates = {}
         for name, value in draw.items():
             hits = [a for a, n in enumerate(np.shape(value)) if n == k]

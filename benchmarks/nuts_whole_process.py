@@ -45,7 +45,10 @@ ESS: the smallest bulk ESS (``arviz.ess``) over all parameter elements, on the c
 under the same names and shapes in all three; "ESS/s" divides it by the whole-process seconds.  The
 ratios printed at the end are coromix ESS/s over NumPyro ESS/s (> 1: coromix is faster per
 effective draw) and coromix ESS/s over jax_reference ESS/s (the cost of coromix's model layer over
-plain BlackJAX: 1 means none, < 1 an overhead).
+plain BlackJAX: 1 means none, < 1 an overhead).  ``coromix_uniform`` is coromix with
+``init="uniform"`` (the start before the mode search): the line "default start over uniform start"
+is what the default search for the dominant mode costs in whole-process time (on the mixture; the
+HMM rows all start at ``hmm_init``).
 
 Run: .venv/bin/python benchmarks/nuts_whole_process.py [--quick] [--repeats N]
 """
@@ -65,7 +68,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "posteriordb"
 MODELS = ("low_dim_gauss_mix", "hmm_gaussian")
-LIBRARIES = ("coromix", "numpyro", "jax_reference")
+LIBRARIES = ("coromix", "numpyro", "jax_reference", "coromix_uniform")
 NUM_CHAINS = 4
 K_HMM = 3
 MU_PRIOR_SCALE_HMM = 20.0
@@ -299,13 +302,14 @@ def jax_reference_model(model: str, y):
 
 
 # --- one fit per process ----------------------------------------------------------------------
-def fit_coromix(model: str, y, num_warmup: int, num_samples: int, seed: int):
+def fit_coromix(model: str, y, num_warmup: int, num_samples: int, seed: int,
+                start_method: str | None = None):
     import jax.numpy as jnp
 
     import coromix as cm
 
     start = time.perf_counter()
-    init = hmm_init(y) if model == "hmm_gaussian" else None
+    init = hmm_init(y) if model == "hmm_gaussian" else start_method
     post = cm.nuts(coromix_model(model, len(y)), observed={"y": jnp.asarray(y)},
                    num_chains=NUM_CHAINS, num_warmup=num_warmup, num_samples=num_samples,
                    seed=seed, progress=False, chain_method="vectorized", init=init)
@@ -372,7 +376,8 @@ def worker(args) -> None:
 
     y = load_data(args.model)
     fit = {"coromix": fit_coromix, "numpyro": fit_numpyro,
-           "jax_reference": fit_jax_reference}[args.library]
+           "jax_reference": fit_jax_reference,
+           "coromix_uniform": lambda *a: fit_coromix(*a, start_method="uniform")}[args.library]
     fit_seconds, samples, divergences, versions = fit(args.model, y, args.warmup, args.samples,
                                                       args.seed)
     import arviz as az
@@ -427,6 +432,7 @@ def main() -> None:
                         help="processes per (model, library); the table shows the median")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=LIBRARIES)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=MODELS, help=argparse.SUPPRESS)
     parser.add_argument("--library", choices=LIBRARIES, help=argparse.SUPPRESS)
@@ -449,7 +455,7 @@ def main() -> None:
     results: dict[tuple[str, str], list[dict]] = {}
     for model in args.models:
         for r in range(args.repeats):
-            order = LIBRARIES if r % 2 == 0 else LIBRARIES[::-1]
+            order = args.libraries if r % 2 == 0 else args.libraries[::-1]
             for library in order:
                 res = run_one(model, library, warmup, samples, args.seed + r)
                 results.setdefault((model, library), []).append(res)
@@ -490,15 +496,22 @@ def main() -> None:
             ratio = rates[(model, "coromix")] / rates[(model, "jax_reference")]
             print(f"{model}: coromix/jax_reference min ESS per whole-process second = "
                   f"{ratio:.2f}  (hand-written log density, plain BlackJAX)")
+        if (model, "coromix") in rates and (model, "coromix_uniform") in rates:
+            ratio = (median(results[(model, "coromix")], "total_seconds")
+                     / median(results[(model, "coromix_uniform")], "total_seconds"))
+            print(f"{model}: coromix whole-process time, default start (init='mode') over "
+                  f"uniform start = {ratio:.2f}")
     print()
-    columns = {"coromix": "coromix", "numpyro": "NumPyro", "jax_reference": "jax_ref"}
+    columns = {"coromix": "coromix", "numpyro": "NumPyro", "jax_reference": "jax_ref",
+               "coromix_uniform": "uniform"}
     for model in args.models:
         means = {lib: flat_means(results[(model, lib)][0]["means"]) for lib in LIBRARIES}
         print(f"posterior means, {model}:")
         print(f"  {'parameter':<12} " + " ".join(f"{columns[lib]:>10}" for lib in LIBRARIES))
         for name in means["coromix"]:
             print(f"  {name:<12} "
-                  + " ".join(f"{means[lib].get(name, float('nan')):>10.4f}" for lib in LIBRARIES))
+                  + " ".join(f"{means[lib].get(name, float('nan')):>10.4f}"
+                             for lib in args.libraries))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,14 @@ chain settles in whichever it meets first.  Every chain is then a perfectly good
 chains disagree on what the labels mean: their means of ``mu`` are swapped, pooled summaries
 average the components together, and R-hat is far above 1.
 
-Two remedies:
+coromix's default start (``init="mode"``) starts every chain around the highest of several L-BFGS
+climbs, so the chains usually share one labelling from the start.  With random starts
+(``init="uniform"``, Stan's and NumPyro's default) they need not; ``cm.nuts`` then says so
+("label switching: chain(s) ... sit in another labelling"), and there are two remedies:
 
-1. keep the symmetric model and relabel the draws afterwards with ``cm.relabel``, which permutes
-   the labels of every draw to match one reference labelling;
+1. keep the symmetric model and relabel the draws afterwards with ``post.relabel()``, which finds
+   the component variables from the model's symmetry and permutes the labels of every draw to
+   match one reference labelling;
 2. break the symmetry in the model: ``tfd.Ordered`` restricts the means to increasing order, so
    component 0 is always the lower one and only one labelling is left.
 """
@@ -31,7 +35,7 @@ N = 150
 rng = np.random.default_rng(7)
 LOWER = rng.random(N) < 0.3
 Y = np.where(LOWER, rng.normal(-2.0, 0.8, N), rng.normal(2.0, 0.8, N))
-SETTINGS = {"num_warmup": 200, "num_samples": 200, "num_chains": 4, "progress": False}
+SETTINGS = {"num_warmup": 300, "num_samples": 300, "num_chains": 4, "progress": False}
 
 
 def exchangeable_mixture():
@@ -61,19 +65,23 @@ def report(title, posterior):
 
 
 if __name__ == "__main__":
-    # (a) the problem; with this seed two chains find the components in each order.  nuts warns
-    # about the high R-hat, which is expected here, so the warning is silenced.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        switched = cm.nuts(exchangeable_mixture, {"y": Y}, seed=0, **SETTINGS)
-    report("symmetric priors, as sampled: the chains disagree on the labels", switched)
+    # (a) the problem, from random starts; with this seed two chains find the components in each
+    # order.  nuts warns about the high R-hat and names the label switching; printed here.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        switched = cm.nuts(exchangeable_mixture, {"y": Y}, seed=0, init="uniform", **SETTINGS)
+    report("symmetric priors, random starts: the chains disagree on the labels", switched)
+    for warning in caught:
+        if str(warning.message).startswith("label switching"):
+            print(f"  nuts says: {warning.message}")
+    print(f"  component variables found from the model: {switched.component_axes()}")
 
-    # (b) relabel: every variable indexed by the component is named, with its component axis
-    # (axis 0 for all three here, so a list of names is enough).  The reference labelling is the
-    # draw with the highest log density; each draw gets the permutation of the labels closest to
-    # the reference, and the reference becomes the mean of the relabelled draws, until no draw
-    # changes.
-    relabelled = cm.relabel(switched, ["w", "mu", "sigma"])
+    # (b) relabel: the variables indexed by the component are found from the model (it is
+    # symmetric in their axis 0); cm.relabel(post, ["w", "mu", "sigma"]) names them explicitly.
+    # The reference labelling is the draw with the highest log density; each draw gets the
+    # permutation of the labels closest to the reference, and the reference becomes the mean of
+    # the relabelled draws, until no draw changes.
+    relabelled = switched.relabel()
     report("symmetric priors, relabelled: one labelling in every chain", relabelled)
     swapped = np.any(relabelled.permutations != np.arange(2), axis=-1).mean(axis=1)
     print("  share of draws whose labels were swapped, per chain:", np.round(swapped, 2))
@@ -89,6 +97,10 @@ if __name__ == "__main__":
         print(f"  chain {chain}: p(z[{point}] = k | y), y[{point}] = {Y[point]:.2f}: "
               f"{np.round(probs, 3)}")
 
-    # (c) order the means in the model instead: no relabelling needed, whatever the seed
+    # (c) the default start: every chain around the highest climb, one labelling
+    default = cm.nuts(exchangeable_mixture, {"y": Y}, seed=0, **SETTINGS)
+    report("symmetric priors, default start: the chains share one labelling", default)
+
+    # (d) order the means in the model instead: no relabelling needed, whatever the start
     ordered = cm.nuts(ordered_mixture, {"y": Y}, seed=0, **SETTINGS)
     report("ordered means in the model: mu[0] < mu[1] in every chain", ordered)

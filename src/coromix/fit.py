@@ -367,7 +367,7 @@ def _fresh_folder(parent: Path) -> Path:
 
 
 def _fit_map(bound: Bound, folder: Path, seed: int, user: _UserCode) -> dict[str, Any]:
-    print(f"MAP: Adam from {MAP_RESTARTS} random starting points, the best kept")
+    print(f"MAP: L-BFGS from {MAP_RESTARTS} random starting points, the best kept")
     estimate = user("MAP of", lambda: cm.map(bound.jd, observed=bound.observed,
                                           num_restarts=MAP_RESTARTS, seed=seed))
     table = [(label, float(value)) for name, array in estimate.items()

@@ -143,3 +143,19 @@ def test_hmm_posterior_fast():
 
     compare(post, reference, mean_ses=5.0, sd_check=within_ses, max_rhat=1.02)
     check_states(post, y)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(10))
+def test_hmm_posterior_from_the_default_start(seed):
+    """No ``init=``: the default start (L-BFGS climbs, chains around the highest) avoids the local
+    modes that hold uniform starts; 4 chains x (1000 + 1000) against the reference as above."""
+    y, reference = load()
+    post = cm.nuts(hmm_gaussian(len(y)), observed={"y": jnp.asarray(y)}, num_chains=4,
+                   seed=seed, progress=False)
+
+    def within_ten_percent(sd, mcse_sd, ref):
+        ratio = sd / ref["sd"]
+        return 0.9 < ratio < 1.1, f"ratio {ratio:.3f}"
+
+    compare(post, reference, mean_ses=4.0, sd_check=within_ten_percent, max_rhat=1.01)

@@ -7,9 +7,10 @@ Data: posteriordb's ``hmm_gaussian_simulated`` (T = 500).  Model (the same as in
 sigma ~ HalfNormal(5); y is a ``tfd.HiddenMarkovModel`` observed node (states summed out by the
 forward algorithm).
 
-Every chain starts at the same data-derived point (as the reference did): from the default random
-starts most chains of either library stay in local modes of this posterior (see the benchmark's
-docstring), which is a property of the posterior, not of the sampler.
+The reference checks start every chain at the same data-derived point (as the reference did): from
+uniform random starts most chains of either library stay in local modes of this posterior (see the
+benchmark's docstring).  ``test_hmm_posterior_from_the_default_start`` gives no ``init=``: the
+default start (L-BFGS climbs from 8 points, chains around the highest) finds the dominant mode.
 
 Checks: each posterior mean within a multiple of the combined Monte Carlo standard error (ours by
 ArviZ, the reference's stored), sds, R-hat, no divergences, and the per-draw posterior of the hidden

@@ -216,8 +216,13 @@ class JointDistributionCoroutine:
         ``seed`` is an int or a JAX key (``None``: fresh entropy).  ``value`` fixes some variables
         (the others are drawn given them).
         """
-        given = {k: jnp.asarray(v) for k, v in (value or {}).items()}
         shape = as_shape(sample_shape)
+        if value:
+            unknown = [k for k in value if k not in self.event_shapes()]
+            if unknown:
+                raise ValueError(f"sample(value=...): no variable named {unknown} in model "
+                                 f"{self.name!r}; its variables are {self.variable_names}")
+        given = {k: jnp.asarray(v) for k, v in (value or {}).items()}
         n = int(np.prod(shape)) if shape else 1
 
         def sample(key, given):

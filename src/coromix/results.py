@@ -92,6 +92,22 @@ class Posterior:
         diverging = self.sample_stats.get("diverging")
         return int(np.sum(diverging)) if diverging is not None else 0
 
+    @property
+    def log_evidence(self) -> float | None:
+        """``log p(observed)``, the log marginal likelihood estimated by :func:`coromix.smc`.
+
+        ``None`` for fits that do not estimate it (NUTS).
+        """
+        value = self.attrs.get("log_evidence")
+        return None if value is None else float(value)
+
+    @property
+    def log_evidence_se(self) -> float | None:
+        """Monte Carlo standard error of :attr:`log_evidence` (NaN from one SMC run; else ``None``
+        when there is no evidence estimate)."""
+        value = self.attrs.get("log_evidence_se")
+        return None if value is None else float(value)
+
     # --- quantities derived per draw ------------------------------------------------------------
     def _need_model(self, what: str) -> JointDistributionCoroutine:
         if self.model is None:
@@ -417,6 +433,14 @@ class Posterior:
         groups, attrs = _arviz.read_netcdf(path)
         if "posterior" not in groups:
             raise ValueError(f"{path}: no posterior group; groups found: {list(groups)}")
+        if model is not None:
+            names = model.variable_names
+            foreign = [k for k in groups["posterior"] if k not in names]
+            if foreign:
+                raise ValueError(
+                    f"{path} holds a fit of model {attrs.get('model', '?')!r} with variables "
+                    f"{list(groups['posterior'])}; the model given, {model.name!r}, has "
+                    f"{names}: give the model the file was fitted with")
         posterior = cls(groups["posterior"],
                         unconstrained=groups.get("unconstrained_posterior"),
                         sample_stats=groups.get("sample_stats"),

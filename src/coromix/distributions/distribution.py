@@ -52,8 +52,11 @@ def as_key(seed: Any) -> jax.Array:
     """
     if seed is None:
         seed = secrets.randbits(31)
-    if isinstance(seed, (int, np.integer)):
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         return jax.random.key(int(seed))
+    if isinstance(seed, (str, bytes, bool, float)):
+        raise TypeError(f"seed must be an int, a JAX PRNG key or None; got "
+                        f"{type(seed).__name__} {seed!r}")
     seed = jnp.asarray(seed) if not isinstance(seed, jax.Array) else seed
     if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
         return seed
@@ -65,10 +68,20 @@ def as_key(seed: Any) -> jax.Array:
                     f"with shape {getattr(seed, 'shape', None)}")
 
 
-def as_shape(shape: Any) -> Shape:
-    if isinstance(shape, (int, np.integer)):
-        return (int(shape),)
-    return tuple(int(s) for s in shape)
+def as_shape(shape: Any, name: str = "sample_shape") -> Shape:
+    """A shape tuple from an int or a sequence of ints, each >= 0; a clear error otherwise."""
+    dims = shape
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        dims = (int(shape),)
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple of ints; got "
+                        f"{type(shape).__name__} {shape!r}") from None
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
+               for d in dims):
+        raise ValueError(f"{name} must be made of integers >= 0; got {shape!r}")
+    return tuple(int(d) for d in dims)
 
 
 def _show(x: Any) -> str:

@@ -28,8 +28,8 @@ JD = tfd.JointDistributionCoroutine(normal_model)
 
 @pytest.mark.parametrize(("call", "error", "message"), [
     (lambda: JD.sample(value={"muu": 1.0}), ValueError,
-     r"sample\(value=...\): no variable named \['muu'\] in model 'normal_model'; its variables "
-     r"are \['mu', 'x'\]"),
+     (r"sample\(value=...\): no variable named \['muu'\] in model 'normal_model'; its "
+      r"variables are \['mu', 'x'\]")),
     (lambda: JD.sample(-3), ValueError, r"sample_shape must be made of integers >= 0; got -3"),
     (lambda: JD.sample((2.5,)), ValueError, r"sample_shape .* got \(2.5,\)"),
     (lambda: JD.sample("ten"), ValueError, r"sample_shape must be made of integers >= 0; got 'ten'"),

@@ -102,3 +102,16 @@ def test_lbfgs_stops_where_the_density_is_not_finite():
     result = lbfgs.maximize(jax.value_and_grad(log_density), jnp.array([-1.0, 1.0]))
     assert not bool(result.converged) and int(result.iterations) == 0
     assert result.value == -jnp.inf
+
+
+def test_a_climb_restarts_where_its_start_has_no_finite_density():
+    def log_density(x):
+        return jnp.where(x[0] > 0, -jnp.sum((x - 1.0) ** 2), -jnp.inf)
+
+    def restart(key):
+        return jax.random.uniform(key, (2,), minval=-2.0, maxval=2.0)
+
+    result = lbfgs.maximize(jax.value_and_grad(log_density), jnp.array([-1.0, 1.0]),
+                            restart=restart, key=jax.random.key(3), gtol=1e-5)
+    assert bool(result.converged)
+    np.testing.assert_allclose(result.position, [1.0, 1.0], atol=1e-4)

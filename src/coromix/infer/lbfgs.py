@@ -56,6 +56,7 @@ class _State(NamedTuple):
     iterations: jax.Array
     done: jax.Array
     converged: jax.Array
+    key: jax.Array
 
 
 def _two_loop(g: jax.Array, s: jax.Array, y: jax.Array) -> jax.Array:
@@ -84,10 +85,14 @@ def _two_loop(g: jax.Array, s: jax.Array, y: jax.Array) -> jax.Array:
 
 def maximize(value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
              x0: jax.Array, *, max_iterations: int = 200, memory: int = 6,
-             gtol: float = 1e-3, ftol: float = 1e-7) -> LBFGSResult:
+             gtol: float = 1e-3, ftol: float = 1e-7,
+             restart: Callable[[jax.Array], jax.Array] | None = None,
+             key: jax.Array | None = None) -> LBFGSResult:
     """Climb ``f`` from ``x0``: ``value_and_grad(x) -> (f(x), grad f(x))`` on a flat vector.
 
-    Stops when ``max|grad f| < gtol``, when an accepted step changes ``f`` by less than
+    With ``restart`` (a function of a PRNG key giving a new starting point) and ``key``, a start
+    where ``f`` or its gradient is not finite is replaced by ``restart(key)``, up to 30 times,
+    inside the same loop (no second copy of ``value_and_grad``).  Stops when ``max|grad f| < gtol``, when an accepted step changes ``f`` by less than
     ``ftol * max(1, |f|)``, after ``max_iterations`` accepted steps, or when no step along the
     direction rises (then from the best point so far).  A non-finite ``f`` at a trial point counts
     as no rise.  Jit-, vmap- and grad-free: it is meant to run inside a larger compiled program.
@@ -98,7 +103,8 @@ def maximize(value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
     zeros = jnp.zeros((memory, d), x0.dtype)
     state = _State(x0, jnp.asarray(-jnp.inf, x0.dtype), jnp.zeros_like(x0), jnp.zeros_like(x0),
                    jnp.zeros((), x0.dtype), jnp.zeros((), jnp.int32), zeros, zeros,
-                   jnp.zeros((), jnp.int32), jnp.asarray(False), jnp.asarray(False))
+                   jnp.zeros((), jnp.int32), jnp.asarray(False), jnp.asarray(False),
+                   jax.random.key(0) if key is None else key)
 
     def body(st: _State) -> _State:
         trial = st.x + st.step * st.direction
@@ -112,6 +118,9 @@ def maximize(value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
         s = jnp.where(keep, jnp.concatenate([st.s[1:], s_new[None]]), st.s)
         y = jnp.where(keep, jnp.concatenate([st.y[1:], y_new[None]]), st.y)
         x = jnp.where(rises, trial, st.x)
+        next_key, sub = jax.random.split(st.key)
+        if restart is not None:  # no finite point yet: the next pass tries a fresh start
+            x = jnp.where(first & ~finite, restart(sub), x)
         f_new = jnp.where(rises, f, st.f)
         g_new = jnp.where(rises, g, st.g)
         direction = _two_loop(g_new, s, y)
@@ -127,7 +136,7 @@ def maximize(value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
         converged = rises & (small_grad | small_change)
         done = converged | (iterations >= max_iterations) | (halvings >= _MAX_HALVINGS)
         return _State(x, f_new, g_new, direction, step, halvings, s, y, iterations, done,
-                      converged)
+                      converged, next_key)
 
     end = jax.lax.while_loop(lambda st: ~st.done, body, state)
     diagonal = jax.vmap(lambda e: jnp.dot(e, _two_loop(e, end.s, end.y)))(

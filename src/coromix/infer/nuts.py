@@ -82,8 +82,9 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
             mode, found by 8 L-BFGS climbs from uniform points (the highest end wins), each
             chain at its own draw around it on the scale of the climb's curvature; this keeps
             chains out of minor modes (a label-swapped HMM, a local optimum of a mixture) and
-            puts the chains of an exchangeable mixture in one labelling.  It falls back to
-            ``"uniform"`` when no climb finds a finite density.  ``"uniform"``: each chain at a
+            puts the chains of an exchangeable mixture in one labelling.  A climb whose start
+            has no finite density or gradient starts again elsewhere (up to 30 times).
+            ``"uniform"``: each chain at a
             random point uniform in (-2, 2) on unconstrained space (as Stan and NumPyro), tried
             again (up to 32 times) where the log density or its gradient is not finite.
             ``"prior"``: each chain first tries a draw from the prior (then uniform points).  A
@@ -116,8 +117,9 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
         # placeholders of the right shapes: the starts are found inside the compiled program
         positions = {k: jnp.zeros((num_chains,) + shape, dtype)
                      for k, (shape, dtype) in posterior._parameter_info().items()}
-        find_start = _start_finder(posterior, logdensity, from_prior=init == "prior")
         find_mode = _mode_finder(posterior, logdensity) if init == "mode" else None
+        find_start = (None if find_mode is not None else
+                      _start_finder(posterior, logdensity, from_prior=init == "prior"))
     else:
         positions = _given_positions(posterior, logdensity, num_chains, init)
         find_start = find_mode = None
@@ -142,7 +144,8 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
     draws, stats, found, search = jax.block_until_ready(compiled(search_key, keys, positions))
     sampling_time = time.perf_counter() - start
     if not bool(np.all(found)):
-        raise _no_start_error(posterior, int(np.sum(~np.asarray(found))), num_chains)
+        raise _no_start_error(posterior, int(np.sum(~np.asarray(found))), num_chains,
+                              mode_search=find_mode is not None)
 
     constrained = jax.jit(jax.vmap(jax.vmap(posterior.to_constrained)))(draws)
     result = Posterior(
@@ -261,14 +264,21 @@ def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
     """
 
     def find(key, num_chains):
-        start_key, draw_key = jax.random.split(key)
+        start_key, restart_key, draw_key = jax.random.split(key, 3)
         starts = jax.vmap(lambda k: posterior.init(k, radius=_INIT_RADIUS))(
             jax.random.split(start_key, _SEARCH_PATHS))
         _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], starts))
         flat_starts = jax.vmap(lambda p: ravel_pytree(p)[0])(starts)
         value_and_grad = jax.value_and_grad(lambda q: logdensity(unravel(q)))
-        climbs = jax.vmap(lambda x: lbfgs.maximize(value_and_grad, x,
-                                                   max_iterations=_SEARCH_ITERATIONS))(flat_starts)
+
+        def restart(k):
+            return ravel_pytree(posterior.init(k, radius=_INIT_RADIUS))[0]
+
+        def climb(x, k):
+            return lbfgs.maximize(value_and_grad, x, max_iterations=_SEARCH_ITERATIONS,
+                                  restart=restart, key=k)
+
+        climbs = jax.vmap(climb)(flat_starts, jax.random.split(restart_key, _SEARCH_PATHS))
         lp = jnp.where(jnp.isfinite(climbs.value), climbs.value, -jnp.inf)
         best = jnp.argmax(lp)
         mode = climbs.position[best]
@@ -296,12 +306,15 @@ def _search_attrs(search: Mapping[str, Any]) -> dict[str, Any]:
             "search_climbs_below": int(np.sum(finite & (lp < best - 1.0)))}
 
 
-def _no_start_error(posterior: PinnedModel, failed: int, num_chains: int) -> ValueError:
+def _no_start_error(posterior: PinnedModel, failed: int, num_chains: int,
+                    mode_search: bool = False) -> ValueError:
+    tried = (f"{_SEARCH_PATHS} climbs of up to 31 starting points each (uniform in "
+             f"(-{_INIT_RADIUS:g}, {_INIT_RADIUS:g}) on unconstrained space)" if mode_search else
+             f"{_INIT_TRIES} points per chain (uniform in (-{_INIT_RADIUS:g}, "
+             f"{_INIT_RADIUS:g}) on unconstrained space, after a prior draw with init='prior')")
     return ValueError(
         f"no starting point with a finite log density and gradient for model "
-        f"{posterior.joint.name!r}: {_INIT_TRIES} points per chain (uniform in "
-        f"(-{_INIT_RADIUS:g}, {_INIT_RADIUS:g}) on unconstrained space, after a prior draw with "
-        f"init='prior') for its parameters "
+        f"{posterior.joint.name!r}: {tried} for its parameters "
         f"{dict(posterior.parameter_shapes)} all failed in {failed} of {num_chains} chains. "
         f"Check the observed values {list(posterior.observed)} against the supports of their "
         f"distributions, or give init= with constrained values for every parameter")
@@ -403,8 +416,7 @@ def _program(run_chain: Callable, method: str, *, find_mode: Callable | None,
     """``program(search_key, chain_keys, positions) -> (draws, stats, found, search)``, jitted.
 
     First the starting points: with ``find_mode``, one search for the dominant mode shared by all
-    chains (falling back to each chain's own ``find_start`` when it finds nothing finite); with
-    only ``find_start``, each chain its own; otherwise ``positions`` as given.  Then all chains,
+    chains; with ``find_start``, each chain its own; otherwise ``positions`` as given.  Then all chains,
     vmapped, or vmapped per device inside ``shard_map``.
     """
     if method == "vectorized":
@@ -424,9 +436,7 @@ def _program(run_chain: Callable, method: str, *, find_mode: Callable | None,
         search: dict[str, jax.Array] = {}
         if find_mode is not None:
             positions, search = find_mode(jax.random.wrap_key_data(search_key), num_chains)
-            positions, found = jax.lax.cond(
-                search["found"], lambda: (positions, found),
-                lambda: jax.vmap(find_start)(start_keys))
+            found = jnp.broadcast_to(search["found"], found.shape)
         elif find_start is not None:
             positions, found = jax.vmap(find_start)(start_keys)
         draws, stats = chains(chain_keys, positions)

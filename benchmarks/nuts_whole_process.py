@@ -505,10 +505,11 @@ def main() -> None:
     columns = {"coromix": "coromix", "numpyro": "NumPyro", "jax_reference": "jax_ref",
                "coromix_uniform": "uniform"}
     for model in args.models:
-        means = {lib: flat_means(results[(model, lib)][0]["means"]) for lib in LIBRARIES}
+        means = {lib: flat_means(results[(model, lib)][0]["means"]) for lib in args.libraries}
         print(f"posterior means, {model}:")
-        print(f"  {'parameter':<12} " + " ".join(f"{columns[lib]:>10}" for lib in LIBRARIES))
-        for name in means["coromix"]:
+        print(f"  {'parameter':<12} "
+              + " ".join(f"{columns[lib]:>10}" for lib in args.libraries))
+        for name in means[args.libraries[0]]:
             print(f"  {name:<12} "
                   + " ".join(f"{means[lib].get(name, float('nan')):>10.4f}"
                              for lib in args.libraries))

@@ -7,7 +7,7 @@ exactly, so NUTS can fit the continuous parameters, and the posterior of the cho
 __version__ = "0.1.0"
 
 from coromix import distributions
-from coromix.infer import map, nuts, relabel
+from coromix.infer import map, nuts, relabel, smc
 from coromix.results import Posterior
 
-__all__ = ["Posterior", "__version__", "distributions", "map", "nuts", "relabel"]
+__all__ = ["Posterior", "__version__", "distributions", "map", "nuts", "relabel", "smc"]

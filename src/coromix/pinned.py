@@ -94,6 +94,31 @@ class PinnedModel:
         scorers = self.joint._score_paths(self.observed, u)
         return jax.nn.logsumexp(jnp.stack([s.log_density() for s in scorers]))
 
+    def unconstrained_log_prior(self, unconstrained: Mapping[str, Any]) -> jax.Array:
+        """Log prior density of the parameters on unconstrained space (with the log-det-Jacobian).
+
+        The density of the free variables with the observed variables' terms left out, the free
+        discrete choices summed out: ``log p(theta) = log sum_z p(z, theta)`` over the paths and
+        plates of ``z``, given the observed values only where the model conditions on them
+        before drawing a parameter.  For a mixture, the component terms of each point sum to 1
+        once its observation is left out; for an observed ``HiddenMarkovModel`` (or
+        ``RegimeSwitching``) the parameters' own prior is left.  The log-likelihood that tempered
+        SMC raises to a power is ``unconstrained_log_prob(u) - unconstrained_log_prior(u)``
+        (both at once: :meth:`unconstrained_log_prior_and_prob`).
+        """
+        return self.unconstrained_log_prior_and_prob(unconstrained)[0]
+
+    def unconstrained_log_prior_and_prob(self, unconstrained: Mapping[str, Any]
+                                         ) -> tuple[jax.Array, jax.Array]:
+        """``(unconstrained_log_prior(u), unconstrained_log_prob(u))`` from one run of the model."""
+        u = self._split(unconstrained)
+        scorers = self.joint._score_paths(self.observed, u)
+        observed = list(self.observed)
+        prior = jnp.stack([s.plates.log_density(leave_out=observed) + s.path_mask
+                           for s in scorers])
+        joint = jnp.stack([s.log_density() for s in scorers])
+        return jax.nn.logsumexp(prior), jax.nn.logsumexp(joint)
+
     def to_constrained(self, unconstrained: Mapping[str, Any]) -> Values:
         """Map unconstrained parameters to the model's variables (a run of the model)."""
         u = self._split(unconstrained)

@@ -3,5 +3,6 @@
 from coromix.infer.map import map
 from coromix.infer.nuts import nuts
 from coromix.infer.relabel import relabel
+from coromix.infer.smc import smc
 
-__all__ = ["map", "nuts", "relabel"]
+__all__ = ["map", "nuts", "relabel", "smc"]

@@ -60,8 +60,9 @@ def test_path_gradient_is_exact_and_jittable():
         v = {"mu1": 0.3, "mu2": 4.1, "sigma": 1.7, "observed_data": 2.5}
         grad = jax.jit(jax.grad(lambda x: jd.log_prob(x)))(v)
         eps = 1e-6
-        for k in v:
-            fd = (branching_reference({**v, k: v[k] + eps}) - branching_reference({**v, k: v[k] - eps})) / (2 * eps)
+        for k, value in v.items():
+            fd = (branching_reference({**v, k: value + eps})
+                  - branching_reference({**v, k: value - eps})) / (2 * eps)
             np.testing.assert_allclose(grad[k], fd, rtol=1e-6)
 
 

@@ -20,7 +20,7 @@ def seed_blocks() -> list[str]:
     if not files:
         pytest.skip(f"the seed document is not available at {SEED_DIR} (../shared is absent)")
     text = files[0].read_text()
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
 def run_seed_block(index: int) -> dict:
@@ -28,7 +28,7 @@ def run_seed_block(index: int) -> dict:
     assert "import tensorflow_probability as tfp" in code
     code = code.replace("import tensorflow_probability as tfp", "import coromix as tfp")
     namespace: dict = {}
-    exec(compile(code, f"<seed block {index + 1}>", "exec"), namespace)
+    exec(compile(code, f"<seed block {index + 1}>", "exec"), namespace)  # noqa: S102 (the seed blocks)
     return namespace
 
 

@@ -67,7 +67,7 @@ CASES = {
 
 
 def _tols(precision):
-    return dict(rtol=1e-5, atol=1e-5) if precision == "float64" else dict(rtol=1e-4, atol=1e-4)
+    return {"rtol": 1e-5, "atol": 1e-5} if precision == "float64" else {"rtol": 1e-4, "atol": 1e-4}
 
 
 def _case(name, seed=0):
@@ -109,18 +109,19 @@ def _report(t, y, x, free):
     ys = jnp.stack([y] + [s * jnp.sign(y) for s in EXTREME_SCALES])
     (_, (fwds, lds)), grads = jax.value_and_grad(objective, has_aux=True)(ys)
     fwd = fwds[0]
-    out = dict(
-        fwd=fwd, ld=lds[0], y_round_trip=t.inverse(fwd), x_round_trip=t.forward(t.inverse(x)),
-        ref_ld=_reference_log_det(t, y, free), ild=t.inverse_log_det_jacobian(fwd),
-        all_fwd=fwds, all_ld=lds, all_grad=grads, all_in_support=t.codomain.check(fwds),
-    )
+    out = {
+        "fwd": fwd, "ld": lds[0], "y_round_trip": t.inverse(fwd),
+        "x_round_trip": t.forward(t.inverse(x)), "ref_ld": _reference_log_det(t, y, free),
+        "ild": t.inverse_log_det_jacobian(fwd), "all_fwd": fwds, "all_ld": lds,
+        "all_grad": grads, "all_in_support": t.codomain.check(fwds),
+    }
     if y.ndim > t.unconstrained_event_ndim:
         out["vmap_fwd"] = jax.vmap(t.forward)(y)
         out["vmap_ld"] = jax.vmap(t.forward_log_det_jacobian)(y)
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _results(name, precision):
     """(y, x, report) for a case; computed once per case and precision (compiling is the cost)."""
     _, t, y, x, free = _case(name)
@@ -155,7 +156,7 @@ def test_log_det_jacobian_matches_autodiff(name, precision):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_jit_vmap_grad(name, precision):
-    t, y, x, r = _results(name, precision)
+    _t, y, _x, r = _results(name, precision)
     if "vmap_fwd" in r:
         np.testing.assert_allclose(r["vmap_fwd"], r["fwd"], **_tols(precision))
         np.testing.assert_allclose(r["vmap_ld"], r["ld"], **_tols(precision))

@@ -22,7 +22,7 @@ from coromix.distributions.uniform import Uniform
 
 
 def _tol(precision):
-    return dict(rtol=1e-5, atol=1e-6) if precision == "float32" else dict(rtol=1e-10, atol=1e-12)
+    return {"rtol": 1e-5, "atol": 1e-6} if precision == "float32" else {"rtol": 1e-10, "atol": 1e-12}
 
 
 def _ref_mixture_logpdf(x, w, locs, scales):

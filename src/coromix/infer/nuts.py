@@ -1,7 +1,8 @@
 """NUTS (BlackJAX) on a pinned model: window adaptation, then sampling, all chains in one program.
 
 The program is a search for the dominant mode (L-BFGS climbs from several points) that places
-every chain's start, then ``vmap`` over chains of ``(window adaptation; scan of NUTS steps)``, compiled once.
+every chain's start, then ``vmap`` over chains of ``(window adaptation; scan of NUTS steps)``,
+compiled once.
 With several local devices (and chains divisible among them) the chains are split across devices
 with ``shard_map``, each device running its share vectorized.  Finite discrete variables are
 already summed out of the density, so NUTS sees the continuous parameters only.
@@ -84,9 +85,9 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
             chains out of minor modes (a label-swapped HMM, a local optimum of a mixture) and
             puts the chains of an exchangeable mixture in one labelling.  A climb whose start
             has no finite density or gradient starts again elsewhere (up to 30 times).
-            ``"uniform"``: each chain at a
-            random point uniform in (-2, 2) on unconstrained space (as Stan and NumPyro), tried
-            again (up to 32 times) where the log density or its gradient is not finite.
+            ``"uniform"``: each chain at a random point uniform in (-2, 2) on unconstrained
+            space (as Stan and NumPyro), tried again (up to 32 times) where the log density or
+            its gradient is not finite.
             ``"prior"``: each chain first tries a draw from the prior (then uniform points).  A
             mapping: constrained values for every parameter, used by all chains (e.g. a
             ``cm.map`` result).
@@ -265,20 +266,20 @@ def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
 
     def find(key, num_chains):
         start_key, restart_key, draw_key = jax.random.split(key, 3)
-        starts = jax.vmap(lambda k: posterior.init(k, radius=_INIT_RADIUS))(
-            jax.random.split(start_key, _SEARCH_PATHS))
-        _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], starts))
-        flat_starts = jax.vmap(lambda p: ravel_pytree(p)[0])(starts)
-        value_and_grad = jax.value_and_grad(lambda q: logdensity(unravel(q)))
+        _, unravel = ravel_pytree(posterior.init(start_key))
 
-        def restart(k):
+        def uniform_point(k):
             return ravel_pytree(posterior.init(k, radius=_INIT_RADIUS))[0]
 
-        def climb(x, k):
-            return lbfgs.maximize(value_and_grad, x, max_iterations=_SEARCH_ITERATIONS,
-                                  restart=restart, key=k)
+        value_and_grad = jax.value_and_grad(lambda q: logdensity(unravel(q)))
 
-        climbs = jax.vmap(climb)(flat_starts, jax.random.split(restart_key, _SEARCH_PATHS))
+        def climb(k, restart_k):
+            return lbfgs.maximize(value_and_grad, uniform_point(k),
+                                  max_iterations=_SEARCH_ITERATIONS, restart=uniform_point,
+                                  key=restart_k)
+
+        climbs = jax.vmap(climb)(jax.random.split(start_key, _SEARCH_PATHS),
+                                 jax.random.split(restart_key, _SEARCH_PATHS))
         lp = jnp.where(jnp.isfinite(climbs.value), climbs.value, -jnp.inf)
         best = jnp.argmax(lp)
         mode = climbs.position[best]

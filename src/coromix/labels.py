@@ -172,12 +172,8 @@ def pivot_permutations(samples: Mapping[str, np.ndarray], axes: Mapping[str, tup
             f"at most K = {MAX_COMPONENTS} is supported (or give the model an ordering "
             f"constraint, e.g. tfd.Ordered)")
     leading = np.shape(next(iter(samples.values())))[:2]
-    num_draws = math.prod(leading)
-    # each variable as (draws, K, rest) in float64, the component axis second
-    flat = {}
-    for name, (axis, _) in axes.items():
-        moved = np.moveaxis(np.asarray(samples[name]), axis + 2, 2)
-        flat[name] = moved.reshape(num_draws, num_labels, -1).astype(np.float64)
+    flat = {name: x.reshape((-1,) + x.shape[2:])
+            for name, x in _components_first(samples, axes).items()}  # (draws, K, rest)
     centre = _reference(samples, lp, axes, flat, reference)
     scale = {name: _floored_sd(x) for name, x in flat.items()}
 
@@ -269,9 +265,7 @@ def chain_labellings(samples: Mapping[str, np.ndarray], axes: Mapping[str, tuple
     num_labels = next(iter(axes.values()))[1]
     num_chains = np.shape(next(iter(samples.values())))[0]
     means, scales = {}, {}
-    for name, (axis, _) in axes.items():
-        moved = np.moveaxis(np.asarray(samples[name], np.float64), axis + 2, 2)
-        moved = moved.reshape(moved.shape[:3] + (-1,))
+    for name, moved in _components_first(samples, axes).items():
         means[name] = moved.mean(axis=1)  # (chain, K, rest)
         scales[name] = _floored_sd(moved.reshape((-1,) + moved.shape[2:]))
     perms = np.array(list(itertools.permutations(range(num_labels))), dtype=np.intp)
@@ -283,4 +277,14 @@ def chain_labellings(samples: Mapping[str, np.ndarray], axes: Mapping[str, tuple
             moved = means[name][c][perms]  # (perms, K, rest)
             loss += np.sum(((moved - target) / scales[name]) ** 2, axis=(1, 2))
         out[c] = perms[int(np.argmin(loss))]
+    return out
+
+
+def _components_first(samples: Mapping[str, np.ndarray], axes: Mapping[str, tuple[int, int]]
+                      ) -> dict[str, np.ndarray]:
+    """Each variable in ``axes`` as ``(chain, draw, K, rest)`` in float64."""
+    out = {}
+    for name, (axis, num_labels) in axes.items():
+        moved = np.moveaxis(np.asarray(samples[name], np.float64), axis + 2, 2)
+        out[name] = moved.reshape(moved.shape[:2] + (num_labels, -1))
     return out

@@ -42,7 +42,9 @@ def coromix_fn(T, K):
             tfd.Categorical(logits=jnp.zeros(K, y.dtype)),
             tfd.Categorical(logits=params["logits"]),
             tfd.Normal(params["loc"], jnp.exp(params["log_scale"])),
-            num_steps=T, validate_args=False)
+            num_steps=T,
+            validate_args=False,
+        )
         return hmm.log_prob(y)
 
     return log_lik
@@ -58,7 +60,8 @@ def tfp_fn(T, K):
             d.Categorical(logits=jnp.zeros(K, y.dtype)),
             d.Categorical(logits=params["logits"]),
             d.Normal(params["loc"], jnp.exp(params["log_scale"])),
-            num_steps=T)
+            num_steps=T,
+        )
         return hmm.log_prob(y)
 
     return log_lik
@@ -75,13 +78,15 @@ def numpyro_fn(T, K):
 
         def transition(z_prev, y_t):
             z = numpyro.sample("z", nd.Categorical(trans[z_prev]))
-            numpyro.sample("y", nd.Normal(params["loc"][z], jnp.exp(params["log_scale"])[z]),
-                           obs=y_t)
+            numpyro.sample(
+                "y", nd.Normal(params["loc"][z], jnp.exp(params["log_scale"])[z]), obs=y_t
+            )
             return z, None
 
         z0 = numpyro.sample("z0", nd.Categorical(jnp.full(K, 1.0 / K)))
-        numpyro.sample("y0", nd.Normal(params["loc"][z0], jnp.exp(params["log_scale"])[z0]),
-                       obs=y[0])
+        numpyro.sample(
+            "y0", nd.Normal(params["loc"][z0], jnp.exp(params["log_scale"])[z0]), obs=y[0]
+        )
         scan(transition, z0, y[1:])
 
     # what NumPyro's NUTS evaluates for this model: every z enumerated, scan over time
@@ -114,7 +119,8 @@ def main() -> None:
         peers["numpyro"] = numpyro_fn
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s)")
     header = f"{'T':>7} {'K':>2} | " + " | ".join(
-        f"{name:>8} value  v+grad   err" for name in peers)
+        f"{name:>8} value  v+grad   err" for name in peers
+    )
     print(header)
     print("-" * len(header))
     ratios = []
@@ -122,8 +128,11 @@ def main() -> None:
         for K in (2, 3, 5):
             params64, y64 = make_problem(T, K)
             with jax.enable_x64(True):
-                ref = float(jax.jit(coromix_fn(T, K))(
-                    {k: jnp.asarray(v) for k, v in params64.items()}, jnp.asarray(y64)))
+                ref = float(
+                    jax.jit(coromix_fn(T, K))(
+                        {k: jnp.asarray(v) for k, v in params64.items()}, jnp.asarray(y64)
+                    )
+                )
             params = {k: jnp.asarray(v, jnp.float32) for k, v in params64.items()}
             y = jnp.asarray(y64, jnp.float32)
             repeats = 20 if T <= 10_000 else 5
@@ -133,17 +142,31 @@ def main() -> None:
                 value = jax.jit(fn)
                 vgrad = jax.jit(jax.value_and_grad(fn))
                 err = abs(float(value(params, y)) - ref)
-                results[name] = (timed(value, params, y, repeats=repeats),
-                                 timed(vgrad, params, y, repeats=repeats), err)
+                results[name] = (
+                    timed(value, params, y, repeats=repeats),
+                    timed(vgrad, params, y, repeats=repeats),
+                    err,
+                )
                 row.append("{:>14.2f} {:>7.2f} {:>5.3f}".format(*results[name]))
             print(f"{T:>7} {K:>2} | " + " | ".join(row), flush=True)
             base = results["coromix"]
-            ratios.append((T, K, {n: (r[0] / base[0], r[1] / base[1]) for n, r in results.items()
-                                  if n != "coromix"}))
+            ratios.append(
+                (
+                    T,
+                    K,
+                    {
+                        n: (r[0] / base[0], r[1] / base[1])
+                        for n, r in results.items()
+                        if n != "coromix"
+                    },
+                )
+            )
     print("\nspeed-up of coromix (peer time / coromix time), value and value+grad:")
     for T, K, by_peer in ratios:
-        print(f"{T:>7} {K:>2} | " + " | ".join(
-            f"{n}: {v:5.1f}x {g:5.1f}x" for n, (v, g) in by_peer.items()))
+        print(
+            f"{T:>7} {K:>2} | "
+            + " | ".join(f"{n}: {v:5.1f}x {g:5.1f}x" for n, (v, g) in by_peer.items())
+        )
 
 
 if __name__ == "__main__":

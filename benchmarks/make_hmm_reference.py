@@ -51,8 +51,14 @@ def main() -> None:
     y = np.asarray(bench.load_data("hmm_gaussian"), np.float64)
     init = {k: np.asarray(v, np.float64) for k, v in bench.hmm_init(y).items()}
     kernel = NUTS(bench.numpyro_model("hmm_gaussian"), init_strategy=init_to_value(values=init))
-    mcmc = MCMC(kernel, num_warmup=args.warmup, num_samples=args.samples,
-                num_chains=args.chains, chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        num_chains=args.chains,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     start = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(args.seed), jnp.asarray(y), extra_fields=("diverging",))
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
@@ -65,8 +71,10 @@ def main() -> None:
         for index in np.ndindex(draws.shape[2:]):
             x = draws[(slice(None), slice(None)) + index]
             parameters[f"{name}[{','.join(map(str, index))}]"] = {
-                "name": name, "index": list(index),
-                "mean": float(x.mean()), "sd": float(x.std()),
+                "name": name,
+                "index": list(index),
+                "mean": float(x.mean()),
+                "sd": float(x.std()),
                 "mcse_mean": float(az.mcse(x, method="mean")),
                 "mcse_sd": float(az.mcse(x, method="sd")),
                 "ess_bulk": float(az.ess(x, method="bulk")),
@@ -75,32 +83,47 @@ def main() -> None:
     worst_rhat = max(p["r_hat"] for p in parameters.values())
     reference = {
         "description": "posterior of the 3-state Gaussian HMM on posteriordb "
-                       "hmm_gaussian_simulated (T = 500), made by benchmarks/make_hmm_reference.py",
-        "model": {"pi1": "Dirichlet(1, 1, 1)", "A[i]": "Dirichlet(1, 1, 1) per row (row i = "
-                  "p(z_t | z_{t-1} = i))", "mu": "ordered, Normal(0, 20) density per element",
-                  "sigma": "HalfNormal(5) per element",
-                  "y_t": "Normal(mu[z_t], sigma[z_t]), z_1 ~ Categorical(pi1)"},
-        "sampler": {"library": "numpyro", "numpyro_version": numpyro.__version__,
-                    "jax_version": jax.__version__, "arviz_version": az.__version__,
-                    "kernel": "NUTS (default settings: target_accept_prob 0.8, max_tree_depth 10, "
-                              "diagonal mass)",
-                    "discrete": "z enumerated in numpyro.contrib.control_flow.scan",
-                    "precision": "float64", "num_chains": args.chains,
-                    "num_warmup": args.warmup, "num_samples": args.samples,
-                    "chain_method": "vectorized", "seed": args.seed,
-                    "init": {k: v.tolist() for k, v in init.items()},
-                    "divergences": divergences, "max_r_hat": worst_rhat,
-                    "seconds": round(seconds, 1),
-                    "date": datetime.date.today().isoformat()},
+        "hmm_gaussian_simulated (T = 500), made by benchmarks/make_hmm_reference.py",
+        "model": {
+            "pi1": "Dirichlet(1, 1, 1)",
+            "A[i]": "Dirichlet(1, 1, 1) per row (row i = p(z_t | z_{t-1} = i))",
+            "mu": "ordered, Normal(0, 20) density per element",
+            "sigma": "HalfNormal(5) per element",
+            "y_t": "Normal(mu[z_t], sigma[z_t]), z_1 ~ Categorical(pi1)",
+        },
+        "sampler": {
+            "library": "numpyro",
+            "numpyro_version": numpyro.__version__,
+            "jax_version": jax.__version__,
+            "arviz_version": az.__version__,
+            "kernel": "NUTS (default settings: target_accept_prob 0.8, max_tree_depth 10, "
+            "diagonal mass)",
+            "discrete": "z enumerated in numpyro.contrib.control_flow.scan",
+            "precision": "float64",
+            "num_chains": args.chains,
+            "num_warmup": args.warmup,
+            "num_samples": args.samples,
+            "chain_method": "vectorized",
+            "seed": args.seed,
+            "init": {k: v.tolist() for k, v in init.items()},
+            "divergences": divergences,
+            "max_r_hat": worst_rhat,
+            "seconds": round(seconds, 1),
+            "date": datetime.date.today().isoformat(),
+        },
         "parameters": parameters,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(reference, indent=1) + "\n")
-    print(f"wrote {args.out} ({seconds:.0f} s sampling, {divergences} divergences, "
-          f"max R-hat {worst_rhat:.4f})")
+    print(
+        f"wrote {args.out} ({seconds:.0f} s sampling, {divergences} divergences, "
+        f"max R-hat {worst_rhat:.4f})"
+    )
     for key, p in parameters.items():
-        print(f"  {key:<9} mean {p['mean']:9.4f}  sd {p['sd']:8.4f}  mcse {p['mcse_mean']:.5f}  "
-              f"ess {p['ess_bulk']:7.0f}  r_hat {p['r_hat']:.4f}")
+        print(
+            f"  {key:<9} mean {p['mean']:9.4f}  sd {p['sd']:8.4f}  mcse {p['mcse_mean']:.5f}  "
+            f"ess {p['ess_bulk']:7.0f}  r_hat {p['r_hat']:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -80,17 +80,21 @@ def hmm_init(y) -> dict:
     import numpy as np
 
     y = np.asarray(y, np.float64)
-    return {"pi1": np.full(K_HMM, 1.0 / K_HMM, np.float32),
-            "A": np.full((K_HMM, K_HMM), 1.0 / K_HMM, np.float32),
-            "mu": np.quantile(y, (np.arange(K_HMM) + 0.5) / K_HMM).astype(np.float32),
-            "sigma": np.full(K_HMM, y.std() / K_HMM, np.float32)}
+    return {
+        "pi1": np.full(K_HMM, 1.0 / K_HMM, np.float32),
+        "A": np.full((K_HMM, K_HMM), 1.0 / K_HMM, np.float32),
+        "mu": np.quantile(y, (np.arange(K_HMM) + 0.5) / K_HMM).astype(np.float32),
+        "sigma": np.full(K_HMM, y.std() / K_HMM, np.float32),
+    }
 
 
 def load_data(model: str):
     import numpy as np
 
-    name = {"low_dim_gauss_mix": "low_dim_gauss_mix.data.json",
-            "hmm_gaussian": "hmm_gaussian_simulated.data.json"}[model]
+    name = {
+        "low_dim_gauss_mix": "low_dim_gauss_mix.data.json",
+        "hmm_gaussian": "hmm_gaussian_simulated.data.json",
+    }[model]
     path = DATA / name
     if not path.exists():
         raise SystemExit(f"posteriordb data not found at {path} (../shared is absent)")
@@ -105,6 +109,7 @@ def coromix_model(model: str, n: int):
 
     tfd = cm.distributions
     if model == "low_dim_gauss_mix":
+
         def gauss_mix():
             mu = yield tfd.Ordered(tfd.Normal(jnp.zeros(2), 2.0))
             sigma = yield tfd.HalfNormal(2.0 * jnp.ones(2))
@@ -119,8 +124,9 @@ def coromix_model(model: str, n: int):
         A = yield tfd.Dirichlet(jnp.ones((K_HMM, K_HMM)))
         mu = yield tfd.Ordered(tfd.Normal(jnp.zeros(K_HMM), MU_PRIOR_SCALE_HMM))
         sigma = yield tfd.HalfNormal(SIGMA_PRIOR_SCALE_HMM * jnp.ones(K_HMM))
-        y = yield tfd.HiddenMarkovModel(tfd.Categorical(probs=pi1), tfd.Categorical(probs=A),
-                                        tfd.Normal(mu, sigma), num_steps=n)
+        y = yield tfd.HiddenMarkovModel(
+            tfd.Categorical(probs=pi1), tfd.Categorical(probs=A), tfd.Normal(mu, sigma), num_steps=n
+        )
 
     return hmm_gaussian
 
@@ -139,13 +145,17 @@ def numpyro_model(model: str):
         return x
 
     if model == "low_dim_gauss_mix":
+
         def gauss_mix(y):
             mu = ordered_normal("mu", 2, 2.0)
             sigma = numpyro.sample("sigma", dist.HalfNormal(2.0 * jnp.ones(2)).to_event(1))
             theta = numpyro.sample("theta", dist.Beta(5.0, 5.0))
             with numpyro.plate("data", y.shape[0]):
-                z = numpyro.sample("z", dist.Categorical(probs=jnp.stack([theta, 1 - theta])),
-                                   infer={"enumerate": "parallel"})
+                z = numpyro.sample(
+                    "z",
+                    dist.Categorical(probs=jnp.stack([theta, 1 - theta])),
+                    infer={"enumerate": "parallel"},
+                )
                 numpyro.sample("y", dist.Normal(mu[z], sigma[z]), obs=y)
 
         return gauss_mix
@@ -158,8 +168,11 @@ def numpyro_model(model: str):
         pi1 = jnp.asarray(numpyro.sample("pi1", dist.Dirichlet(jnp.ones(K))))
         A = jnp.asarray(numpyro.sample("A", dist.Dirichlet(jnp.ones((K, K))).to_event(1)))
         mu = jnp.asarray(ordered_normal("mu", K, MU_PRIOR_SCALE_HMM))
-        sigma = jnp.asarray(numpyro.sample(
-            "sigma", dist.HalfNormal(SIGMA_PRIOR_SCALE_HMM * jnp.ones(K)).to_event(1)))
+        sigma = jnp.asarray(
+            numpyro.sample(
+                "sigma", dist.HalfNormal(SIGMA_PRIOR_SCALE_HMM * jnp.ones(K)).to_event(1)
+            )
+        )
 
         def transition(z_prev, y_t):
             z = numpyro.sample("z", dist.Categorical(A[z_prev]), infer={"enumerate": "parallel"})
@@ -240,6 +253,7 @@ def jax_reference_model(model: str, y):
 
     y = jnp.asarray(y, jnp.float32)
     if model == "low_dim_gauss_mix":
+
         def constrain(q):  # q = (mu_0, log(mu_1 - mu_0), log sigma_1, log sigma_2, logit theta)
             mu, jac_mu = _ordered(q[0:2])
             sigma = jnp.exp(q[2:4])
@@ -252,8 +266,12 @@ def jax_reference_model(model: str, y):
         def log_joint(v):
             mu, sigma, theta = v["mu"], v["sigma"], v["theta"]
             log_w = jnp.stack([jnp.log(theta), jnp.log1p(-theta)])
-            prior = (jnp.sum(_normal_lp(mu, 0.0, 2.0)) + jnp.sum(_half_normal_lp(sigma, 2.0))
-                     + 4.0 * jnp.sum(log_w) - log_beta_5_5)
+            prior = (
+                jnp.sum(_normal_lp(mu, 0.0, 2.0))
+                + jnp.sum(_half_normal_lp(sigma, 2.0))
+                + 4.0 * jnp.sum(log_w)
+                - log_beta_5_5
+            )
             like = jax.nn.logsumexp(log_w + _normal_lp(y[:, None], mu, sigma), axis=-1)
             return prior + jnp.sum(like)
 
@@ -263,19 +281,22 @@ def jax_reference_model(model: str, y):
         K = K_HMM
 
         def constrain(q):  # q = (pi1: K-1, A: K(K-1) row by row, mu: K ordered, log sigma: K)
-            pi1, jac_pi1 = _stick_breaking(q[:K - 1])
-            A, jac_A = _stick_breaking(q[K - 1:K * K - 1].reshape(K, K - 1))
-            mu, jac_mu = _ordered(q[K * K - 1:K * K - 1 + K])
-            sigma = jnp.exp(q[K * K - 1 + K:])
-            jac = jac_pi1 + jac_A + jac_mu + jnp.sum(q[K * K - 1 + K:])
+            pi1, jac_pi1 = _stick_breaking(q[: K - 1])
+            A, jac_A = _stick_breaking(q[K - 1 : K * K - 1].reshape(K, K - 1))
+            mu, jac_mu = _ordered(q[K * K - 1 : K * K - 1 + K])
+            sigma = jnp.exp(q[K * K - 1 + K :])
+            jac = jac_pi1 + jac_A + jac_mu + jnp.sum(q[K * K - 1 + K :])
             return {"pi1": pi1, "A": A, "mu": mu, "sigma": sigma}, jac
 
         log_dirichlet_1 = math.lgamma(K)  # Dirichlet(1, ..., 1): constant density (K-1)!
 
         def log_joint(v):
             mu, sigma = v["mu"], v["sigma"]
-            prior = ((K + 1) * log_dirichlet_1 + jnp.sum(_normal_lp(mu, 0.0, MU_PRIOR_SCALE_HMM))
-                     + jnp.sum(_half_normal_lp(sigma, SIGMA_PRIOR_SCALE_HMM)))
+            prior = (
+                (K + 1) * log_dirichlet_1
+                + jnp.sum(_normal_lp(mu, 0.0, MU_PRIOR_SCALE_HMM))
+                + jnp.sum(_half_normal_lp(sigma, SIGMA_PRIOR_SCALE_HMM))
+            )
             log_A = jnp.log(v["A"])
             log_emit = _normal_lp(y[:, None], mu, sigma)  # (T, K)
 
@@ -286,10 +307,15 @@ def jax_reference_model(model: str, y):
             return prior + jax.nn.logsumexp(alpha)
 
         start = hmm_init(np.asarray(y))
-        q0 = np.concatenate([_stick_breaking_inverse(start["pi1"]),
-                             _stick_breaking_inverse(start["A"]).reshape(-1),
-                             start["mu"][:1], np.log(np.diff(start["mu"])),
-                             np.log(start["sigma"])]).astype(np.float32)
+        q0 = np.concatenate(
+            [
+                _stick_breaking_inverse(start["pi1"]),
+                _stick_breaking_inverse(start["A"]).reshape(-1),
+                start["mu"][:1],
+                np.log(np.diff(start["mu"])),
+                np.log(start["sigma"]),
+            ]
+        ).astype(np.float32)
 
         def init(key):
             return jnp.broadcast_to(jnp.asarray(q0), (NUM_CHAINS, q0.size))
@@ -302,17 +328,26 @@ def jax_reference_model(model: str, y):
 
 
 # --- one fit per process ----------------------------------------------------------------------
-def fit_coromix(model: str, y, num_warmup: int, num_samples: int, seed: int,
-                start_method: str | None = None):
+def fit_coromix(
+    model: str, y, num_warmup: int, num_samples: int, seed: int, start_method: str | None = None
+):
     import jax.numpy as jnp
 
     import coromix as cm
 
     start = time.perf_counter()
     init = hmm_init(y) if model == "hmm_gaussian" else start_method
-    post = cm.nuts(coromix_model(model, len(y)), observed={"y": jnp.asarray(y)},
-                   num_chains=NUM_CHAINS, num_warmup=num_warmup, num_samples=num_samples,
-                   seed=seed, progress=False, chain_method="vectorized", init=init)
+    post = cm.nuts(
+        coromix_model(model, len(y)),
+        observed={"y": jnp.asarray(y)},
+        num_chains=NUM_CHAINS,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        seed=seed,
+        progress=False,
+        chain_method="vectorized",
+        init=init,
+    )
     samples = {k: v for k, v in post.samples.items()}
     fit = time.perf_counter() - start
     return fit, samples, post.num_divergences, {"coromix": cm.__version__}
@@ -326,10 +361,15 @@ def fit_numpyro(model: str, y, num_warmup: int, num_samples: int, seed: int):
     from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 
     start = time.perf_counter()
-    init = (init_to_value(values=hmm_init(y)) if model == "hmm_gaussian" else init_to_uniform)
-    mcmc = MCMC(NUTS(numpyro_model(model), init_strategy=init), num_warmup=num_warmup,
-                num_samples=num_samples,
-                num_chains=NUM_CHAINS, chain_method="vectorized", progress_bar=False)
+    init = init_to_value(values=hmm_init(y)) if model == "hmm_gaussian" else init_to_uniform
+    mcmc = MCMC(
+        NUTS(numpyro_model(model), init_strategy=init),
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=NUM_CHAINS,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.PRNGKey(seed), jnp.asarray(y), extra_fields=("diverging",))
     samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
     diverging = mcmc.get_extra_fields(group_by_chain=True)["diverging"]
@@ -349,8 +389,12 @@ def fit_jax_reference(model: str, y, num_warmup: int, num_samples: int, seed: in
 
     def run_chain(key, q0):
         warmup_key, sample_key = jax.random.split(key)
-        warmup = blackjax.window_adaptation(blackjax.nuts, log_density, target_acceptance_rate=0.8,
-                                            adaptation_info_fn=get_filter_adapt_info_fn())
+        warmup = blackjax.window_adaptation(
+            blackjax.nuts,
+            log_density,
+            target_acceptance_rate=0.8,
+            adaptation_info_fn=get_filter_adapt_info_fn(),
+        )
         (state, parameters), _ = warmup.run(warmup_key, q0, num_warmup)
         sampler = blackjax.nuts(log_density, **parameters)
 
@@ -358,13 +402,15 @@ def fit_jax_reference(model: str, y, num_warmup: int, num_samples: int, seed: in
             state, info = sampler.step(key, state)
             return state, (constrain(state.position)[0], info.is_divergent)
 
-        _, (draws, diverging) = jax.lax.scan(one_draw, state,
-                                             jax.random.split(sample_key, num_samples))
+        _, (draws, diverging) = jax.lax.scan(
+            one_draw, state, jax.random.split(sample_key, num_samples)
+        )
         return draws, diverging
 
     init_key, chain_key = jax.random.split(jax.random.key(seed))
-    draws, diverging = jax.jit(jax.vmap(run_chain))(jax.random.split(chain_key, NUM_CHAINS),
-                                                    init(init_key))
+    draws, diverging = jax.jit(jax.vmap(run_chain))(
+        jax.random.split(chain_key, NUM_CHAINS), init(init_key)
+    )
     draws = jax.block_until_ready(draws)
     fit = time.perf_counter() - start
     samples = {k: np.asarray(v) for k, v in draws.items()}
@@ -375,36 +421,63 @@ def worker(args) -> None:
     import numpy as np
 
     y = load_data(args.model)
-    fit = {"coromix": fit_coromix, "numpyro": fit_numpyro,
-           "jax_reference": fit_jax_reference,
-           "coromix_uniform": lambda *a: fit_coromix(*a, start_method="uniform")}[args.library]
-    fit_seconds, samples, divergences, versions = fit(args.model, y, args.warmup, args.samples,
-                                                      args.seed)
+    fit = {
+        "coromix": fit_coromix,
+        "numpyro": fit_numpyro,
+        "jax_reference": fit_jax_reference,
+        "coromix_uniform": lambda *a: fit_coromix(*a, start_method="uniform"),
+    }[args.library]
+    fit_seconds, samples, divergences, versions = fit(
+        args.model, y, args.warmup, args.samples, args.seed
+    )
     import arviz as az
     import jax
 
     ess = az.ess({k: np.asarray(v) for k, v in samples.items()}, method="bulk")
     min_ess = min(float(np.nanmin(ess[k].values)) for k in samples)
-    print(json.dumps({
-        "model": args.model, "library": args.library, "fit_seconds": fit_seconds,
-        "min_bulk_ess": min_ess, "divergences": divergences,
-        "means": {k: np.asarray(v, np.float64).mean(axis=(0, 1)).tolist()
-                  for k, v in samples.items()},
-        "versions": {**versions, "jax": jax.__version__}, "backend": jax.default_backend(),
-    }))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "library": args.library,
+                "fit_seconds": fit_seconds,
+                "min_bulk_ess": min_ess,
+                "divergences": divergences,
+                "means": {
+                    k: np.asarray(v, np.float64).mean(axis=(0, 1)).tolist()
+                    for k, v in samples.items()
+                },
+                "versions": {**versions, "jax": jax.__version__},
+                "backend": jax.default_backend(),
+            }
+        )
+    )
 
 
 # --- the parent: spawn, time, tabulate --------------------------------------------------------
 def run_one(model: str, library: str, warmup: int, samples: int, seed: int) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", model,
-               "--library", library, "--warmup", str(warmup), "--samples", str(samples),
-               "--seed", str(seed)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--model",
+        model,
+        "--library",
+        library,
+        "--warmup",
+        str(warmup),
+        "--samples",
+        str(samples),
+        "--seed",
+        str(seed),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     total = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"{library} on {model} failed (exit {done.returncode}):\n"
-                         f"{done.stderr[-4000:]}")
+        raise SystemExit(
+            f"{library} on {model} failed (exit {done.returncode}):\n{done.stderr[-4000:]}"
+        )
     line = [ln for ln in done.stdout.splitlines() if ln.startswith("{")][-1]
     result = json.loads(line)
     result["total_seconds"] = total
@@ -428,8 +501,12 @@ def flat_means(means: dict) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="500 warmup + 500 draws per chain")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="processes per (model, library); the table shows the median")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="processes per (model, library); the table shows the median",
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=LIBRARIES)
@@ -447,11 +524,15 @@ def main() -> None:
 
     warmup = samples = 500 if args.quick else 1000
     load_before = os.getloadavg()
-    print(f"{NUM_CHAINS} chains x ({warmup} warmup + {samples} draws), chains vectorized in one "
-          f"process; each fit a fresh process; {args.repeats} process(es) per cell")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python "
-          f"{platform.python_version()}; load average before: "
-          + " ".join(f"{x:.2f}" for x in load_before))
+    print(
+        f"{NUM_CHAINS} chains x ({warmup} warmup + {samples} draws), chains vectorized in one "
+        f"process; each fit a fresh process; {args.repeats} process(es) per cell"
+    )
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python "
+        f"{platform.python_version()}; load average before: "
+        + " ".join(f"{x:.2f}" for x in load_before)
+    )
     results: dict[tuple[str, str], list[dict]] = {}
     for model in args.models:
         for r in range(args.repeats):
@@ -459,8 +540,11 @@ def main() -> None:
             for library in order:
                 res = run_one(model, library, warmup, samples, args.seed + r)
                 results.setdefault((model, library), []).append(res)
-                print(f"  done: {model:<18} {library:<13} {res['total_seconds']:7.1f} s "
-                      f"(load {os.getloadavg()[0]:.2f})", flush=True)
+                print(
+                    f"  done: {model:<18} {library:<13} {res['total_seconds']:7.1f} s "
+                    f"(load {os.getloadavg()[0]:.2f})",
+                    flush=True,
+                )
     load_after = os.getloadavg()
     first = next(iter(results.values()))[0]
     versions = {}
@@ -473,8 +557,10 @@ def main() -> None:
     def median(rs, key):
         return statistics.median(r[key] for r in rs)
 
-    header = (f"{'model':<18} {'library':<13} {'process s':>9} {'fit s':>7} {'min ESS':>8} "
-              f"{'ESS/s':>7} {'diverg.':>7}")
+    header = (
+        f"{'model':<18} {'library':<13} {'process s':>9} {'fit s':>7} {'min ESS':>8} "
+        f"{'ESS/s':>7} {'diverg.':>7}"
+    )
     print(header)
     print("-" * len(header))
     rates = {}
@@ -484,35 +570,47 @@ def main() -> None:
         rate = statistics.median(r["min_bulk_ess"] / r["total_seconds"] for r in rs)
         rates[(model, library)] = rate
         div = ",".join(str(r["divergences"]) for r in rs)
-        print(f"{model:<18} {library:<13} {total:>9.1f} {fit:>7.1f} {ess:>8.0f} {rate:>7.1f} "
-              f"{div:>7}")
+        print(
+            f"{model:<18} {library:<13} {total:>9.1f} {fit:>7.1f} {ess:>8.0f} {rate:>7.1f} {div:>7}"
+        )
     print()
     for model in args.models:
         if (model, "coromix") in rates and (model, "numpyro") in rates:
             ratio = rates[(model, "coromix")] / rates[(model, "numpyro")]
-            print(f"{model}: coromix/NumPyro min ESS per whole-process second = {ratio:.2f}  "
-                  f"(NumPyro form: {NUMPYRO_FORM[model]})")
+            print(
+                f"{model}: coromix/NumPyro min ESS per whole-process second = {ratio:.2f}  "
+                f"(NumPyro form: {NUMPYRO_FORM[model]})"
+            )
         if (model, "coromix") in rates and (model, "jax_reference") in rates:
             ratio = rates[(model, "coromix")] / rates[(model, "jax_reference")]
-            print(f"{model}: coromix/jax_reference min ESS per whole-process second = "
-                  f"{ratio:.2f}  (hand-written log density, plain BlackJAX)")
+            print(
+                f"{model}: coromix/jax_reference min ESS per whole-process second = "
+                f"{ratio:.2f}  (hand-written log density, plain BlackJAX)"
+            )
         if (model, "coromix") in rates and (model, "coromix_uniform") in rates:
-            ratio = (median(results[(model, "coromix")], "total_seconds")
-                     / median(results[(model, "coromix_uniform")], "total_seconds"))
-            print(f"{model}: coromix whole-process time, default start (init='mode') over "
-                  f"uniform start = {ratio:.2f}")
+            ratio = median(results[(model, "coromix")], "total_seconds") / median(
+                results[(model, "coromix_uniform")], "total_seconds"
+            )
+            print(
+                f"{model}: coromix whole-process time, default start (init='mode') over "
+                f"uniform start = {ratio:.2f}"
+            )
     print()
-    columns = {"coromix": "coromix", "numpyro": "NumPyro", "jax_reference": "jax_ref",
-               "coromix_uniform": "uniform"}
+    columns = {
+        "coromix": "coromix",
+        "numpyro": "NumPyro",
+        "jax_reference": "jax_ref",
+        "coromix_uniform": "uniform",
+    }
     for model in args.models:
         means = {lib: flat_means(results[(model, lib)][0]["means"]) for lib in args.libraries}
         print(f"posterior means, {model}:")
-        print(f"  {'parameter':<12} "
-              + " ".join(f"{columns[lib]:>10}" for lib in args.libraries))
+        print(f"  {'parameter':<12} " + " ".join(f"{columns[lib]:>10}" for lib in args.libraries))
         for name in means[args.libraries[0]]:
-            print(f"  {name:<12} "
-                  + " ".join(f"{means[lib].get(name, float('nan')):>10.4f}"
-                             for lib in args.libraries))
+            print(
+                f"  {name:<12} "
+                + " ".join(f"{means[lib].get(name, float('nan')):>10.4f}" for lib in args.libraries)
+            )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ if __name__ == "__main__":
     for k in (1, 2, 3):
         post = cm.smc(mixture(k), observed={"y": Y}, num_particles=500, num_runs=2, seed=0)
         evidence[k] = post.log_evidence
-        print(f"K = {k}: log p(y | K) = {post.log_evidence:9.2f} "
-              f"(Monte Carlo SE {post.log_evidence_se:.2f})")
+        print(
+            f"K = {k}: log p(y | K) = {post.log_evidence:9.2f} "
+            f"(Monte Carlo SE {post.log_evidence_se:.2f})"
+        )
     log_z = np.array(list(evidence.values()))
     probs = np.exp(log_z - log_z.max())
     probs /= probs.sum()

@@ -51,7 +51,9 @@ if __name__ == "__main__":
 
     bound = bind(model, read_csv(DATA), source=DATA.name)
     for column, values in bound.observed.items():
-        print(f"{DATA.name}: observed {column!r}, {len(values)} rows, mean {values.mean():.3f}, "
-              f"sd {values.std():.3f}")
+        print(
+            f"{DATA.name}: observed {column!r}, {len(values)} rows, mean {values.mean():.3f}, "
+            f"sd {values.std():.3f}"
+        )
     print(f"parameters: {', '.join(bound.parameters)}")
     print("fit it with: coromix fit examples/fit_gmm.py --data examples/data/gmm.csv")

@@ -38,8 +38,7 @@ def model(data):
     stay = yield tfd.Beta(jnp.array([8.0, 8.0]), jnp.array([2.0, 2.0]))
     mean = yield tfd.Ordered(tfd.Normal(jnp.zeros(2), 2.0))
     sigma = yield tfd.HalfNormal(2.0)
-    transition = jnp.stack([jnp.stack([stay[0], 1 - stay[0]]),
-                            jnp.stack([1 - stay[1], stay[1]])])
+    transition = jnp.stack([jnp.stack([stay[0], 1 - stay[0]]), jnp.stack([1 - stay[1], stay[1]])])
 
     def step(prev, inputs):
         first = jnp.array([0.5, 0.5])
@@ -66,7 +65,9 @@ if __name__ == "__main__":
 
     bound = bind(model, read_csv(DATA), source=DATA.name)
     for column, values in bound.observed.items():
-        print(f"{DATA.name}: observed {column!r}, {len(values)} rows, mean {values.mean():.3f}, "
-              f"sd {values.std():.3f}")
+        print(
+            f"{DATA.name}: observed {column!r}, {len(values)} rows, mean {values.mean():.3f}, "
+            f"sd {values.std():.3f}"
+        )
     print(f"parameters: {', '.join(bound.parameters)}")
     print("fit it with: coromix fit examples/fit_switching.py --data examples/data/switching.csv")

@@ -90,12 +90,16 @@ if __name__ == "__main__":
     resp = relabelled.discrete_posterior()["z"]
     low = int(np.argmin(relabelled.samples["mu"].mean(axis=(0, 1))))
     in_low = resp.mean(axis=(0, 1))[:, low] > 0.5
-    print(f"  points more likely in the lower component: {int(in_low.sum())} of {N} (simulated "
-          f"from it: {int(LOWER.sum())})")
+    print(
+        f"  points more likely in the lower component: {int(in_low.sum())} of {N} (simulated "
+        f"from it: {int(LOWER.sum())})"
+    )
     point = int(np.argmin(np.abs(Y)))
     for chain, probs in enumerate(resp[:, :, point].mean(axis=1)):
-        print(f"  chain {chain}: p(z[{point}] = k | y), y[{point}] = {Y[point]:.2f}: "
-              f"{np.round(probs, 3)}")
+        print(
+            f"  chain {chain}: p(z[{point}] = k | y), y[{point}] = {Y[point]:.2f}: "
+            f"{np.round(probs, 3)}"
+        )
 
     # (c) the default start: every chain around the highest climb, one labelling
     default = cm.nuts(exchangeable_mixture, {"y": Y}, seed=0, **SETTINGS)

@@ -44,8 +44,9 @@ def hamilton_ar1(num_steps):
         mu = yield tfd.Ordered(tfd.Normal(jnp.zeros(2), 3.0))  # ordered: regime 0 is the low one
         phi = yield tfd.Uniform(-jnp.ones(2), jnp.ones(2))
         sigma = yield tfd.HalfNormal(1.0)
-        transition = jnp.stack([jnp.stack([stay[0], 1 - stay[0]]),
-                                jnp.stack([1 - stay[1], stay[1]])])
+        transition = jnp.stack(
+            [jnp.stack([stay[0], 1 - stay[0]]), jnp.stack([1 - stay[1], stay[1]])]
+        )
 
         def step(prev, inputs):
             if prev is None:
@@ -81,15 +82,19 @@ def input_driven_regression(u):
 
 if __name__ == "__main__":
     rng = np.random.default_rng(0)
-    for name, model in [("seed's dynamic mixture", seed_dynamic_mixture(200)),
-                        ("Hamilton AR(1)", hamilton_ar1(200)),
-                        ("input-driven regression", input_driven_regression(rng.normal(size=(200, 4))))]:
+    for name, model in [
+        ("seed's dynamic mixture", seed_dynamic_mixture(200)),
+        ("Hamilton AR(1)", hamilton_ar1(200)),
+        ("input-driven regression", input_driven_regression(rng.normal(size=(200, 4)))),
+    ]:
         jd = tfd.JointDistributionCoroutine(model)
         draw = jd.sample(seed=1)
         observed = list(draw)[-1]
         given = dict(draw)
         regimes = jd.discrete_posterior(given)
-        (key, probs), = regimes.items()
+        ((key, probs),) = regimes.items()
         first = np.round(np.asarray(probs[:3], dtype=float), 3).tolist()
-        print(f"{name}: log p(draw) = {float(jd.log_prob(given)):.2f}; "
-              f"{key} posterior, first steps: {first}")
+        print(
+            f"{name}: log p(draw) = {float(jd.log_prob(given)):.2f}; "
+            f"{key} posterior, first steps: {first}"
+        )

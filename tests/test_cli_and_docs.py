@@ -14,15 +14,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_version():
-    out = subprocess.run([sys.executable, "-m", "coromix.cli", "--version"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "coromix.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip() == f"coromix {coromix.__version__}"
 
 
 @pytest.mark.slow
 def test_demo_finds_species_and_recessions(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--chains", "2", "--warmup", "200",
-                 "--samples", "200", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(tmp_path),
+                "--chains",
+                "2",
+                "--warmup",
+                "200",
+                "--samples",
+                "200",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     rate = float(re.search(r"([\d.]+)% of flowers agree", printed).group(1))
     # the reference: EM on the same petals (scikit-learn, one shared covariance as in the demo's
@@ -37,8 +56,17 @@ def test_demo_finds_species_and_recessions(tmp_path, capsys):
     em_rate = 100 * demo.agreement(em.predict(petals), table[:, 2])
     assert em_rate > 95.0 and rate >= em_rate - 2.0, (rate, em_rate)
     recessions = re.search(r"recession probability > 0.5:\n((?:  .*\n)+)", printed).group(1).split()
-    for quarter in ("1974Q4", "1975Q1", "1980Q2", "1981Q4", "1982Q1", "1990Q4", "1991Q1",
-                    "2008Q4", "2009Q1"):
+    for quarter in (
+        "1974Q4",
+        "1975Q1",
+        "1980Q2",
+        "1981Q4",
+        "1982Q1",
+        "1990Q4",
+        "1991Q1",
+        "2008Q4",
+        "2009Q1",
+    ):
         assert quarter in recessions, quarter
     for plot in ("iris_clusters.png", "gdp_regimes.png"):
         assert (tmp_path / plot).stat().st_size > 10_000
@@ -52,8 +80,11 @@ def test_full_demo_converges_cleanly(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "warning" not in printed.lower(), printed
-    rows = [line.split() for line in printed.splitlines()
-            if re.match(r"^[a-z_]+(\[[\d, ]+\])?\s+-?\d", line)]
+    rows = [
+        line.split()
+        for line in printed.splitlines()
+        if re.match(r"^[a-z_]+(\[[\d, ]+\])?\s+-?\d", line)
+    ]
     rows = [r for r in rows if len(r) >= 10]
     assert len(rows) >= 12 + 5, printed
     for row in rows:

@@ -27,11 +27,19 @@ def branching():
 def branching_reference(v, component=None):
     """Hand-written log joint per component; log-sum-exp over it when the component is absent."""
     v = {k: np.asarray(x, np.float64) for k, x in v.items()}
-    shared = (stats.norm.logpdf(v["mu1"], 0, 1) + stats.norm.logpdf(v["mu2"], 5, 1)
-              + stats.halfnorm.logpdf(v["sigma"], 0, 2))
-    per = np.stack([np.log(WEIGHTS[k]) + shared
-                    + stats.norm.logpdf(v["observed_data"], v[f"mu{k + 1}"], v["sigma"])
-                    for k in range(2)])
+    shared = (
+        stats.norm.logpdf(v["mu1"], 0, 1)
+        + stats.norm.logpdf(v["mu2"], 5, 1)
+        + stats.halfnorm.logpdf(v["sigma"], 0, 2)
+    )
+    per = np.stack(
+        [
+            np.log(WEIGHTS[k])
+            + shared
+            + stats.norm.logpdf(v["observed_data"], v[f"mu{k + 1}"], v["sigma"])
+            for k in range(2)
+        ]
+    )
     if component is None:
         return logsumexp(per, axis=0)
     return np.take_along_axis(per, np.asarray(component)[None], axis=0)[0]
@@ -47,11 +55,16 @@ def test_path_log_prob_sums_out_and_scores_given_paths(precision):
     np.testing.assert_allclose(got, branching_reference(continuous), rtol=rtol)
     given = jd.log_prob(draws)
     np.testing.assert_allclose(
-        given, branching_reference(continuous, draws["component_selection"]), rtol=rtol)
+        given, branching_reference(continuous, draws["component_selection"]), rtol=rtol
+    )
     one = {k: v[3] for k, v in draws.items()}
-    np.testing.assert_allclose(jd.log_prob(one), branching_reference(
-        {k: v for k, v in one.items() if k != "component_selection"}, one["component_selection"]),
-        rtol=rtol)
+    np.testing.assert_allclose(
+        jd.log_prob(one),
+        branching_reference(
+            {k: v for k, v in one.items() if k != "component_selection"}, one["component_selection"]
+        ),
+        rtol=rtol,
+    )
 
 
 def test_path_gradient_is_exact_and_jittable():
@@ -61,8 +74,10 @@ def test_path_gradient_is_exact_and_jittable():
         grad = jax.jit(jax.grad(lambda x: jd.log_prob(x)))(v)
         eps = 1e-6
         for k, value in v.items():
-            fd = (branching_reference({**v, k: value + eps})
-                  - branching_reference({**v, k: value - eps})) / (2 * eps)
+            fd = (
+                branching_reference({**v, k: value + eps})
+                - branching_reference({**v, k: value - eps})
+            ) / (2 * eps)
             np.testing.assert_allclose(grad[k], fd, rtol=1e-6)
 
 
@@ -73,9 +88,12 @@ def test_discrete_posterior_of_a_path_variable():
         continuous = {k: v for k, v in draws.items() if k != "component_selection"}
         post = jd.discrete_posterior(continuous).component_selection
         assert post.shape == (50, 2)
-        log_joint = np.stack([branching_reference(continuous, np.full(50, k)) for k in range(2)], -1)
-        np.testing.assert_allclose(post, np.exp(log_joint - logsumexp(log_joint, -1, keepdims=True)),
-                                   rtol=1e-10)
+        log_joint = np.stack(
+            [branching_reference(continuous, np.full(50, k)) for k in range(2)], -1
+        )
+        np.testing.assert_allclose(
+            post, np.exp(log_joint - logsumexp(log_joint, -1, keepdims=True)), rtol=1e-10
+        )
 
 
 def test_sample_follows_each_draws_own_path():
@@ -94,6 +112,7 @@ def test_sample_follows_each_draws_own_path():
 
 def test_several_discrete_choices_combine():
     with jax.enable_x64(True):
+
         def model():
             a = yield tfd.Bernoulli(probs=0.3)
             b = yield tfd.Categorical(probs=jnp.array([0.2, 0.5, 0.3]))
@@ -101,9 +120,13 @@ def test_several_discrete_choices_combine():
             x = yield tfd.Normal(loc, 1.0)
 
         jd = tfd.JointDistributionCoroutine(model)
-        expected = logsumexp([np.log(pa) + np.log(pb) + stats.norm.logpdf(0.7, 2.0 * b if a else -1.0, 1)
-                              for a, pa in ((0, 0.7), (1, 0.3))
-                              for b, pb in enumerate((0.2, 0.5, 0.3))])
+        expected = logsumexp(
+            [
+                np.log(pa) + np.log(pb) + stats.norm.logpdf(0.7, 2.0 * b if a else -1.0, 1)
+                for a, pa in ((0, 0.7), (1, 0.3))
+                for b, pb in enumerate((0.2, 0.5, 0.3))
+            ]
+        )
         np.testing.assert_allclose(jd.log_prob(x=0.7), expected, rtol=1e-12)
         post = jd.discrete_posterior(x=0.7)
         assert post.a.shape == (2,) and post.b.shape == (3,)
@@ -139,6 +162,7 @@ def test_infinite_support_latent_is_an_error():
 
 # --- plates -----------------------------------------------------------------------------------
 
+
 def gmm_data(n=40, seed=0):
     rng = np.random.default_rng(seed)
     z = rng.choice(3, size=n, p=[0.2, 0.5, 0.3])
@@ -164,8 +188,11 @@ def plate_model(data, form):
 def plate_reference(v, data):
     v = {k: np.asarray(x, np.float64) for k, x in v.items()}
     v["w"] = v["w"] / v["w"].sum()  # scipy wants a simplex to float64 precision
-    prior = (stats.dirichlet.logpdf(v["w"], np.ones(3)) + stats.norm.logpdf(v["mu"], 0, 5).sum()
-             + stats.halfnorm.logpdf(v["sigma"], 0, 2))
+    prior = (
+        stats.dirichlet.logpdf(v["w"], np.ones(3))
+        + stats.norm.logpdf(v["mu"], 0, 5).sum()
+        + stats.halfnorm.logpdf(v["sigma"], 0, 2)
+    )
     per = np.log(v["w"]) + stats.norm.logpdf(np.asarray(data)[:, None], v["mu"], v["sigma"])
     return prior + logsumexp(per, axis=1).sum(), per
 
@@ -184,8 +211,12 @@ def test_plate_sums_out_element_by_element(form, precision):
     resp = jd.discrete_posterior(**params, x=jnp.asarray(data)).z
     assert resp.shape == (5, 40, 3)
     _, per = plate_reference({k: v[0] for k, v in params.items()}, data)
-    np.testing.assert_allclose(resp[0], np.exp(per - logsumexp(per, 1, keepdims=True)),
-                               rtol=1e-4 if precision == "float32" else 1e-10, atol=1e-6)
+    np.testing.assert_allclose(
+        resp[0],
+        np.exp(per - logsumexp(per, 1, keepdims=True)),
+        rtol=1e-4 if precision == "float32" else 1e-10,
+        atol=1e-6,
+    )
 
 
 def test_plate_cost_is_linear_not_exponential():
@@ -198,7 +229,9 @@ def test_plate_cost_is_linear_not_exponential():
 def test_plate_gradient_matches_finite_differences():
     with jax.enable_x64(True):
         data = gmm_data(n=15)
-        posterior = tfd.JointDistributionCoroutine(plate_model(data, "batch")).pin(x=jnp.asarray(data))
+        posterior = tfd.JointDistributionCoroutine(plate_model(data, "batch")).pin(
+            x=jnp.asarray(data)
+        )
         assert list(posterior.parameter_shapes) == ["w", "mu", "sigma"]
         u = posterior.init(seed=3)
         grad = jax.grad(posterior.unconstrained_log_prob)(u)
@@ -207,7 +240,9 @@ def test_plate_gradient_matches_finite_differences():
             for i in np.ndindex(u[k].shape):
                 up = {**u, k: u[k].at[i].add(eps)}
                 down = {**u, k: u[k].at[i].add(-eps)}
-                fd = (posterior.unconstrained_log_prob(up) - posterior.unconstrained_log_prob(down)) / (2 * eps)
+                fd = (
+                    posterior.unconstrained_log_prob(up) - posterior.unconstrained_log_prob(down)
+                ) / (2 * eps)
                 np.testing.assert_allclose(grad[k][i], fd, rtol=1e-5, atol=1e-7)
 
 
@@ -234,13 +269,17 @@ def test_plate_within_paths():
 
         jd = tfd.JointDistributionCoroutine(model)
         mu = np.array([-2.0, 3.0])
-        per_path = [np.log(pw) + stats.norm.logpdf(mu, 0, 5).sum()
-                    + logsumexp(np.log(0.5) + stats.norm.logpdf(np.asarray(data)[:, None], mu, s), 1).sum()
-                    for pw, s in ((0.75, 1.0), (0.25, 3.0))]
+        per_path = [
+            np.log(pw)
+            + stats.norm.logpdf(mu, 0, 5).sum()
+            + logsumexp(np.log(0.5) + stats.norm.logpdf(np.asarray(data)[:, None], mu, s), 1).sum()
+            for pw, s in ((0.75, 1.0), (0.25, 3.0))
+        ]
         np.testing.assert_allclose(jd.log_prob(mu=mu, x=data), logsumexp(per_path), rtol=1e-12)
         post = jd.discrete_posterior(mu=mu, x=data)
-        np.testing.assert_allclose(post.wide, np.exp(np.array(per_path) - logsumexp(per_path)),
-                                   rtol=1e-10)
+        np.testing.assert_allclose(
+            post.wide, np.exp(np.array(per_path) - logsumexp(per_path)), rtol=1e-10
+        )
         assert post.z.shape == (10, 2)
 
 
@@ -282,18 +321,25 @@ def test_global_terms_before_a_plate_are_not_matched_with_it():
         scale = np.full((3, 2), 1.5)
         mu = np.array([-3.0, 0.0, 4.0])
         got = tfd.JointDistributionCoroutine(model).log_prob(scale=scale, mu=mu, x=data)
-        ref = (stats.halfnorm.logpdf(scale, 0, 1).sum() + stats.norm.logpdf(mu, 0, 5).sum()
-               + logsumexp(np.log(1 / 3) + stats.norm.logpdf(np.asarray(data)[:, None], mu, 1.5),
-                           axis=1).sum())
+        ref = (
+            stats.halfnorm.logpdf(scale, 0, 1).sum()
+            + stats.norm.logpdf(mu, 0, 5).sum()
+            + logsumexp(
+                np.log(1 / 3) + stats.norm.logpdf(np.asarray(data)[:, None], mu, 1.5), axis=1
+            ).sum()
+        )
         np.testing.assert_allclose(got, ref, rtol=1e-12)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: tfd.Categorical(probs=jnp.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])),
-    lambda: tfd.Categorical(logits=jnp.array([[0.3, -1.0], [2.0, 0.5], [0.0, 0.0]])),
-    lambda: tfd.Bernoulli(probs=jnp.array([0.1, 0.7, 0.5, 0.9])),
-    lambda: tfd.Binomial(total_count=3, probs=jnp.array([0.2, 0.6])),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: tfd.Categorical(probs=jnp.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])),
+        lambda: tfd.Categorical(logits=jnp.array([[0.3, -1.0], [2.0, 0.5], [0.0, 0.0]])),
+        lambda: tfd.Bernoulli(probs=jnp.array([0.1, 0.7, 0.5, 0.9])),
+        lambda: tfd.Binomial(total_count=3, probs=jnp.array([0.2, 0.6])),
+    ],
+)
 def test_enumerate_log_prob_is_log_prob_at_each_support_value(make):
     d = make()
     support = np.asarray(d.enumerate_support())

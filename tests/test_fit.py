@@ -37,16 +37,33 @@ def files(tmp_path_factory):
     x = np.linspace(-1.0, 1.0, 30)
     y = 1.5 * x + np.random.default_rng(0).normal(0.0, 0.3, 30)
     rows = "".join(f"{a:.4f},{b:.4f}\n" for a, b in zip(x, y))
-    return {"folder": folder,
-            "model": write(folder / "regression.py", REGRESSION),
-            "data": write(folder / "data.csv", "# simulated: y = 1.5 x + noise\nx,y\n" + rows)}
+    return {
+        "folder": folder,
+        "model": write(folder / "regression.py", REGRESSION),
+        "data": write(folder / "data.csv", "# simulated: y = 1.5 x + noise\nx,y\n" + rows),
+    }
 
 
 @pytest.fixture(scope="module")
 def nuts_fit(files, tmp_path_factory):
     out = tmp_path_factory.mktemp("fit")
-    code = main(["fit", str(files["model"]), "--data", str(files["data"]), "--out", str(out),
-                 "--chains", "2", "--warmup", "100", "--samples", "100", "--quiet"])
+    code = main(
+        [
+            "fit",
+            str(files["model"]),
+            "--data",
+            str(files["data"]),
+            "--out",
+            str(out),
+            "--chains",
+            "2",
+            "--warmup",
+            "100",
+            "--samples",
+            "100",
+            "--quiet",
+        ]
+    )
     return code, out
 
 
@@ -113,10 +130,13 @@ def test_model_file_without_model(files, capsys):
     assert "defines no `model`" in err and "mixture" in err
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("import numpy\nvalue = 1 / 0\n", "ZeroDivisionError"),
-    ("def model(data):\n    y = data['x'][0] + undefined_name\n    yield y\n", "NameError"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("import numpy\nvalue = 1 / 0\n", "ZeroDivisionError"),
+        ("def model(data):\n    y = data['x'][0] + undefined_name\n    yield y\n", "NameError"),
+    ],
+)
 def test_user_errors_show_only_the_users_frames(files, capsys, text, expected):
     path = write(files["folder"] / "broken.py", text)
     assert main(["fit", str(path), "--data", str(files["data"]), "--quiet"]) == 2
@@ -129,16 +149,31 @@ def test_user_errors_show_only_the_users_frames(files, capsys, text, expected):
 
 def test_user_traceback_from_the_command_line(files):
     path = write(files["folder"] / "typo.py", REGRESSION.replace('data["x"]', 'data["z"]'))
-    run = subprocess.run([sys.executable, "-m", "coromix.cli", "fit", str(path), "--data",
-                          str(files["data"]), "--quiet"], capture_output=True, text=True,
-                         check=False)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coromix.cli",
+            "fit",
+            str(path),
+            "--data",
+            str(files["data"]),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert [line for line in lines if line.strip().startswith("File ")] == [
-        f'  File "{path}", line 7, in model']
-    assert lines[-1] == (f"coromix fit: error: running model(data) from {path} failed (KeyError: "
-                         f"the data ({files['data']}) has no column 'z'; its columns: x, y; "
-                         f"traceback above)")
+        f'  File "{path}", line 7, in model'
+    ]
+    assert lines[-1] == (
+        f"coromix fit: error: running model(data) from {path} failed (KeyError: "
+        f"the data ({files['data']}) has no column 'z'; its columns: x, y; "
+        f"traceback above)"
+    )
 
 
 def test_columns_and_variables_must_match(files, capsys):
@@ -157,8 +192,10 @@ def test_bad_values_name_the_column_and_rows(files, capsys):
     assert "column 'y' in data rows 2 ('NA'), 3 (''), 4 ('nan')" in err
 
 
-@pytest.mark.parametrize("text, expected", [("", "is empty"), ("x,y\n", "no data rows"),
-                                            ("x,y\n1,2\n3\n", "data row 2 (line 3) has 1")])
+@pytest.mark.parametrize(
+    "text, expected",
+    [("", "is empty"), ("x,y\n", "no data rows"), ("x,y\n1,2\n3\n", "data row 2 (line 3) has 1")],
+)
 def test_empty_or_ragged_csv(files, capsys, text, expected):
     path = files["folder"] / "short.csv"
     path.write_text(text)

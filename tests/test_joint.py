@@ -20,10 +20,13 @@ def hierarchical():
 
 
 def reference_log_prob(v):
-    return (stats.norm.logpdf(v["hyper_mu"], 0, 10) + stats.halfnorm.logpdf(v["hyper_sigma"], 0, 5)
-            + stats.norm.logpdf(v["mu1"], v["hyper_mu"], v["hyper_sigma"])
-            + stats.halfnorm.logpdf(v["sigma"], 0, 2)
-            + stats.norm.logpdf(v["observed_data"], v["mu1"], v["sigma"]))
+    return (
+        stats.norm.logpdf(v["hyper_mu"], 0, 10)
+        + stats.halfnorm.logpdf(v["hyper_sigma"], 0, 5)
+        + stats.norm.logpdf(v["mu1"], v["hyper_mu"], v["hyper_sigma"])
+        + stats.halfnorm.logpdf(v["sigma"], 0, 2)
+        + stats.norm.logpdf(v["observed_data"], v["mu1"], v["sigma"])
+    )
 
 
 def test_sample_is_a_named_mapping_in_model_order():
@@ -60,8 +63,9 @@ def test_seed_reproducible():
     # the first call runs eagerly and later ones compiled: equal up to float rounding (fused ops)
     first = jd.sample(7, seed=3).mu1
     np.testing.assert_allclose(first, jd.sample(7, seed=3).mu1, rtol=1e-6)
-    np.testing.assert_array_equal(jd.sample(7, seed=3).mu1,
-                                  jd.sample(7, seed=jax.random.key(3)).mu1)
+    np.testing.assert_array_equal(
+        jd.sample(7, seed=3).mu1, jd.sample(7, seed=jax.random.key(3)).mu1
+    )
 
 
 def test_log_prob_matches_scipy_in_both_precisions(precision):
@@ -102,8 +106,9 @@ def test_pinned_unconstrained_density_and_gradient():
         u = posterior.init(seed=0)
         x = posterior.to_constrained(u)
         # log density on unconstrained space = log joint + log|Jacobian| of exp for the scales
-        expected = reference_log_prob({**{k: np.asarray(v) for k, v in x.items()},
-                                       "observed_data": 1.5})
+        expected = reference_log_prob(
+            {**{k: np.asarray(v) for k, v in x.items()}, "observed_data": 1.5}
+        )
         expected += float(u["hyper_sigma"]) + float(u["sigma"])
         np.testing.assert_allclose(posterior.unconstrained_log_prob(u), expected, rtol=1e-10)
         for k, v in posterior.to_unconstrained(x).items():
@@ -114,7 +119,9 @@ def test_pinned_unconstrained_density_and_gradient():
         for name in u:
             up = {**u, name: u[name] + eps}
             down = {**u, name: u[name] - eps}
-            fd = (posterior.unconstrained_log_prob(up) - posterior.unconstrained_log_prob(down)) / (2 * eps)
+            fd = (posterior.unconstrained_log_prob(up) - posterior.unconstrained_log_prob(down)) / (
+                2 * eps
+            )
             np.testing.assert_allclose(grad[name], fd, rtol=1e-6, atol=1e-8)
 
         batch = jax.vmap(lambda s: posterior.init(seed=s))(jax.random.split(jax.random.key(1), 4))
@@ -141,8 +148,11 @@ def test_vector_model_with_data_closed_over():
     jd = tfd.JointDistributionCoroutine(model)
     assert jd.sample(10, seed=0).y.shape == (10, 4)
     lp = jd.log_prob(mu=0.2, sigma=0.7, y=data)
-    ref = (stats.norm.logpdf(0.2, 0, 3) + stats.halfnorm.logpdf(0.7, 0, 1)
-           + stats.norm.logpdf(np.asarray(data), 0.2, 0.7).sum())
+    ref = (
+        stats.norm.logpdf(0.2, 0, 3)
+        + stats.halfnorm.logpdf(0.7, 0, 1)
+        + stats.norm.logpdf(np.asarray(data), 0.2, 0.7).sum()
+    )
     np.testing.assert_allclose(lp, ref, rtol=1e-5)
     with pytest.raises(ValueError, match=r"value for 'y' has shape \(3,\); expected shape \(4,\)"):
         jd.log_prob(mu=0.2, sigma=0.7, y=data[:3])
@@ -150,15 +160,18 @@ def test_vector_model_with_data_closed_over():
 
 def test_mixture_as_an_observed_node():
     with jax.enable_x64(True):
+
         def model():
             loc = yield tfd.Normal(jnp.zeros(2), 3.0)
-            x = yield tfd.MixtureSameFamily(tfd.Categorical(probs=jnp.array([0.3, 0.7])),
-                                            tfd.Normal(loc, 1.0))
+            x = yield tfd.MixtureSameFamily(
+                tfd.Categorical(probs=jnp.array([0.3, 0.7])), tfd.Normal(loc, 1.0)
+            )
 
         jd = tfd.JointDistributionCoroutine(model)
         loc = np.array([-1.0, 2.0])
-        expected = (stats.norm.logpdf(loc, 0, 3).sum()
-                    + np.log(0.3 * stats.norm.pdf(0.5, -1, 1) + 0.7 * stats.norm.pdf(0.5, 2, 1)))
+        expected = stats.norm.logpdf(loc, 0, 3).sum() + np.log(
+            0.3 * stats.norm.pdf(0.5, -1, 1) + 0.7 * stats.norm.pdf(0.5, 2, 1)
+        )
         np.testing.assert_allclose(jd.log_prob(loc=loc, x=0.5), expected, rtol=1e-12)
         assert jd.sample(100, seed=0).x.shape == (100,)
         posterior = jd.pin(x=0.5)
@@ -169,7 +182,8 @@ def test_names_of_the_seed_step_model():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "seed_dynamic", Path(__file__).resolve().parents[1] / "examples" / "seed_dynamic_mixture.py")
+        "seed_dynamic", Path(__file__).resolve().parents[1] / "examples" / "seed_dynamic_mixture.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     jd = tfd.JointDistributionCoroutine(module.dynamic_mixture_step(0.3))
@@ -184,20 +198,31 @@ def test_hidden_markov_model_as_a_node_with_priors():
             loc = yield tfd.Ordered(tfd.Normal(jnp.zeros(2), 3.0))
             stay = yield tfd.Beta(jnp.array([5.0, 5.0]), 1.0)
             P = jnp.stack([jnp.stack([stay[0], 1 - stay[0]]), jnp.stack([1 - stay[1], stay[1]])])
-            obs = yield tfd.HiddenMarkovModel(tfd.Categorical(probs=jnp.array([0.5, 0.5])),
-                                              tfd.Categorical(probs=P), tfd.Normal(loc, 1.0),
-                                              num_steps=50)
+            obs = yield tfd.HiddenMarkovModel(
+                tfd.Categorical(probs=jnp.array([0.5, 0.5])),
+                tfd.Categorical(probs=P),
+                tfd.Normal(loc, 1.0),
+                num_steps=50,
+            )
 
         jd = tfd.JointDistributionCoroutine(model)
         loc, stay = jnp.array([-1.0, 1.0]), jnp.array([0.9, 0.8])
         P = jnp.array([[0.9, 0.1], [0.2, 0.8]])
-        hmm = tfd.HiddenMarkovModel(tfd.Categorical(probs=jnp.array([0.5, 0.5])),
-                                    tfd.Categorical(probs=P), tfd.Normal(loc, 1.0), num_steps=50)
-        expected = (tfd.Ordered(tfd.Normal(jnp.zeros(2), 3.0)).log_prob(loc)
-                    + tfd.Beta(jnp.array([5.0, 5.0]), 1.0).log_prob(stay).sum() + hmm.log_prob(y))
+        hmm = tfd.HiddenMarkovModel(
+            tfd.Categorical(probs=jnp.array([0.5, 0.5])),
+            tfd.Categorical(probs=P),
+            tfd.Normal(loc, 1.0),
+            num_steps=50,
+        )
+        expected = (
+            tfd.Ordered(tfd.Normal(jnp.zeros(2), 3.0)).log_prob(loc)
+            + tfd.Beta(jnp.array([5.0, 5.0]), 1.0).log_prob(stay).sum()
+            + hmm.log_prob(y)
+        )
         np.testing.assert_allclose(jd.log_prob(loc=loc, stay=stay, obs=y), expected, rtol=1e-12)
         post = jd.discrete_posterior(loc=loc, stay=stay, obs=y)
         np.testing.assert_allclose(post.obs_states, hmm.posterior_marginals(y).probs, atol=1e-12)
-        grad = jax.grad(jd.pin(obs=y).unconstrained_log_prob)({"loc": jnp.zeros(2),
-                                                               "stay": jnp.zeros(2)})
+        grad = jax.grad(jd.pin(obs=y).unconstrained_log_prob)(
+            {"loc": jnp.zeros(2), "stay": jnp.zeros(2)}
+        )
         assert all(np.all(np.isfinite(g)) for g in grad.values())

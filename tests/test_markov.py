@@ -22,6 +22,7 @@ def x64():
 
 # --- references ------------------------------------------------------------------------------
 
+
 def random_potentials(rng, T, K, time_varying=False, zeros=False, normalized=False):
     """Random log-potentials; ``zeros`` puts -inf in some transitions (every row keeps one
     finite entry) and one observation entry; ``normalized`` makes them log-probabilities."""
@@ -88,16 +89,23 @@ def plain_forward(li, lt, lo):
 
 
 # (T, K, time-varying transitions, -inf entries)
-CASES = [(1, 3, False, False), (2, 3, True, True), (5, 3, False, True), (8, 2, False, False),
-         (6, 4, True, True)]
+CASES = [
+    (1, 3, False, False),
+    (2, 3, True, True),
+    (5, 3, False, True),
+    (8, 2, False, False),
+    (6, 4, True, True),
+]
 
 # jitted so that the custom VJP's backward pass is not run op by op
 grad_all = jax.jit(jax.grad(markov.forward_log_likelihood, (0, 1, 2)), static_argnums=3)
-value_and_grad_all = jax.jit(jax.value_and_grad(markov.forward_log_likelihood, (0, 1, 2)),
-                             static_argnums=3)
+value_and_grad_all = jax.jit(
+    jax.value_and_grad(markov.forward_log_likelihood, (0, 1, 2)), static_argnums=3
+)
 
 
 # --- forward_log_likelihood ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("T,K,time_varying,zeros", CASES)
 @pytest.mark.parametrize("parallel", [False, True])
@@ -142,7 +150,7 @@ def test_default_parallelism(x64):
     np.testing.assert_allclose(float(auto), brute_log_lik(li, lt, lo), atol=1e-10)
 
 
-def test_zero_probabilities_no_nan():     # float32 (float64 is covered by the brute-force tests)
+def test_zero_probabilities_no_nan():  # float32 (float64 is covered by the brute-force tests)
     rng = np.random.default_rng(3)
     li, lt, lo = random_potentials(rng, 30, 3, zeros=True, normalized=True)
     for parallel in (False, True):
@@ -150,8 +158,8 @@ def test_zero_probabilities_no_nan():     # float32 (float64 is covered by the b
         assert np.isfinite(float(v))
         for x in g:
             assert np.all(np.isfinite(np.asarray(x)))
-        assert float(g[1][0, 1]) == 0.0 and float(g[0][1]) == 0.0       # impossible moves
-        assert float(g[2][0, 1]) == 0.0 and float(g[2][15, 0]) == 0.0   # the marginals
+        assert float(g[1][0, 1]) == 0.0 and float(g[0][1]) == 0.0  # impossible moves
+        assert float(g[2][0, 1]) == 0.0 and float(g[2][15, 0]) == 0.0  # the marginals
     m = markov.posterior_marginals(li, lt, lo)
     assert np.all(np.isfinite(np.asarray(m)))
     assert float(m[0, 1]) == 0.0 and float(m[15, 0]) == 0.0
@@ -160,7 +168,7 @@ def test_zero_probabilities_no_nan():     # float32 (float64 is covered by the b
 def test_impossible_observations_give_minus_inf_without_nan():
     li = jnp.log(jnp.array([0.5, 0.5, 0.0]))
     lt = jnp.log(jnp.array([[0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.0, 0.0, 1.0]]))
-    lo = jnp.zeros((6, 3)).at[3, :2].set(-jnp.inf)        # only the unreachable state fits y_3
+    lo = jnp.zeros((6, 3)).at[3, :2].set(-jnp.inf)  # only the unreachable state fits y_3
     v, g = value_and_grad_all(li, lt, lo, False)
     assert float(v) == -np.inf
     for x in g:
@@ -174,8 +182,12 @@ def test_unnormalized_large_potentials(x64):
     li, lt, lo = random_potentials(rng, 6, 3, time_varying=True)
     li, lt, lo = li + 300.0, lt + 500.0, lo - 400.0
     for parallel in (False, True):
-        np.testing.assert_allclose(float(markov.forward_log_likelihood(li, lt, lo, parallel)),
-                                   brute_log_lik(li, lt, lo), rtol=1e-13, atol=0)
+        np.testing.assert_allclose(
+            float(markov.forward_log_likelihood(li, lt, lo, parallel)),
+            brute_log_lik(li, lt, lo),
+            rtol=1e-13,
+            atol=0,
+        )
 
 
 def test_shape_errors():
@@ -188,6 +200,7 @@ def test_shape_errors():
 
 
 # --- gradients -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("time_varying", [False, True])
 def test_gradient_matches_plain_autodiff_and_finite_differences(x64, time_varying):
@@ -241,6 +254,7 @@ def test_gradient_cotangent_scaling_and_second_order_reverse(x64):
 
 # --- posterior marginals / mode / samples ----------------------------------------------------
 
+
 @pytest.mark.parametrize("T,K,time_varying,zeros", CASES)
 def test_posterior_marginals_and_mode_match_brute_force(x64, T, K, time_varying, zeros):
     rng = np.random.default_rng(7000 + 1000 * T + 10 * K + 2 * time_varying + zeros)
@@ -262,9 +276,13 @@ def test_posterior_mode_float32_long_series():
     li, lt, lo = random_potentials(rng, 2000, 3, normalized=True)
     lo32 = lo.astype(np.float32)
     with jax.enable_x64(True):
-        ref = np.asarray(markov.posterior_mode(li.astype(np.float32).astype(np.float64),
-                                               lt.astype(np.float32).astype(np.float64),
-                                               lo32.astype(np.float64)))
+        ref = np.asarray(
+            markov.posterior_mode(
+                li.astype(np.float32).astype(np.float64),
+                lt.astype(np.float32).astype(np.float64),
+                lo32.astype(np.float64),
+            )
+        )
     got = np.asarray(markov.posterior_mode(li.astype(np.float32), lt.astype(np.float32), lo32))
     assert np.mean(got == ref) > 0.999
 
@@ -282,12 +300,12 @@ def test_posterior_sample_frequencies(x64, time_varying, parallel):
     freq = np.stack([np.bincount(z[:, t], minlength=K) for t in range(T)]) / n
     se = np.sqrt(gamma * (1 - gamma) / n)
     assert np.all(np.abs(freq - gamma) <= 4 * se + 1.0 / n)
-    for t in range(1, T):                       # the joint of consecutive states too
+    for t in range(1, T):  # the joint of consecutive states too
         f2 = np.zeros((K, K))
         np.add.at(f2, (z[:, t - 1], z[:, t]), 1.0 / n)
         se2 = np.sqrt(pair[t - 1] * (1 - pair[t - 1]) / n)
         assert np.all(np.abs(f2 - pair[t - 1]) <= 4 * se2 + 1.0 / n)
-    assert np.all(freq[gamma == 0] == 0)       # impossible states are never drawn
+    assert np.all(freq[gamma == 0] == 0)  # impossible states are never drawn
 
 
 def test_posterior_sample_single_step_and_int_seed(x64):
@@ -300,6 +318,7 @@ def test_posterior_sample_single_step_and_int_seed(x64):
 
 
 # --- transformations ------------------------------------------------------------------------
+
 
 def test_jit_vmap_batches_of_series_and_parameters(precision):
     rng = np.random.default_rng(71)
@@ -317,9 +336,11 @@ def test_jit_vmap_batches_of_series_and_parameters(precision):
         return
     # one parameter set, a batch of series
     g = jax.jit(jax.vmap(lambda c: markov.forward_log_likelihood(li[0], lt[0], c)))
-    np.testing.assert_allclose(np.asarray(g(lo)),
-                               [float(markov.forward_log_likelihood(li[0], lt[0], c)) for c in lo],
-                               rtol=tol)
+    np.testing.assert_allclose(
+        np.asarray(g(lo)),
+        [float(markov.forward_log_likelihood(li[0], lt[0], c)) for c in lo],
+        rtol=tol,
+    )
     # grad under vmap and jit
     vgrad = jax.jit(jax.vmap(grad_all, (0, 0, 0, None)), static_argnums=3)
     gr_seq, gr_par = vgrad(li, lt, lo, False), vgrad(li, lt, lo, True)
@@ -331,15 +352,18 @@ def test_jit_vmap_batches_of_series_and_parameters(precision):
     m = jax.jit(jax.vmap(markov.posterior_marginals))(li, lt, lo)
     v = jax.jit(jax.vmap(markov.posterior_mode))(li, lt, lo)
     s = jax.jit(jax.vmap(lambda k, a, b, c: markov.posterior_sample(k, a, b, c, 7)))(
-        jax.random.split(jax.random.key(0), B), li, lt, lo)
+        jax.random.split(jax.random.key(0), B), li, lt, lo
+    )
     assert m.shape == (B, T, K) and v.shape == (B, T) and s.shape == (B, 7, T)
-    for i in range(B):     # the marginals are the gradients with respect to log_obs
+    for i in range(B):  # the marginals are the gradients with respect to log_obs
         np.testing.assert_allclose(np.asarray(m[i]), np.asarray(gr_seq[2][i]), atol=1e-12)
-    np.testing.assert_array_equal(np.asarray(v[0]),
-                                  np.asarray(markov.posterior_mode(li[0], lt[0], lo[0])))
+    np.testing.assert_array_equal(
+        np.asarray(v[0]), np.asarray(markov.posterior_mode(li[0], lt[0], lo[0]))
+    )
 
 
 # --- float32 accuracy on long series ---------------------------------------------------------
+
 
 def gaussian_hmm_log_obs(T, seed):
     """A random 3-state Gaussian HMM series: (log_init, log_trans, log_obs) in float64 NumPy."""
@@ -361,11 +385,15 @@ def gaussian_hmm_log_obs(T, seed):
 def _float32_error(T, parallel):
     li, lt, lo = (a.astype(np.float32) for a in gaussian_hmm_log_obs(T, seed=T % 97))
     with jax.enable_x64(True):
-        ref = float(markov.forward_log_likelihood(li.astype(np.float64), lt.astype(np.float64),
-                                                  lo.astype(np.float64)))
+        ref = float(
+            markov.forward_log_likelihood(
+                li.astype(np.float64), lt.astype(np.float64), lo.astype(np.float64)
+            )
+        )
     with jax.enable_x64(False):
-        got = markov.forward_log_likelihood(jnp.asarray(li), jnp.asarray(lt), jnp.asarray(lo),
-                                            parallel=parallel)
+        got = markov.forward_log_likelihood(
+            jnp.asarray(li), jnp.asarray(lt), jnp.asarray(lo), parallel=parallel
+        )
         assert got.dtype == jnp.float32
     return abs(float(got) - ref), ref
 
@@ -389,5 +417,5 @@ def test_float32_gradient_T_1e5_is_accurate():
         ref = grad_all(*(a.astype(np.float64) for a in (li, lt, lo)), False)
     with jax.enable_x64(False):
         got = grad_all(li, lt, lo, False)
-    np.testing.assert_allclose(np.asarray(got[2]), np.asarray(ref[2]), atol=1e-4)   # marginals
-    np.testing.assert_allclose(np.asarray(got[1]), np.asarray(ref[1]), rtol=1e-4)   # counts
+    np.testing.assert_allclose(np.asarray(got[2]), np.asarray(ref[2]), atol=1e-4)  # marginals
+    np.testing.assert_allclose(np.asarray(got[1]), np.asarray(ref[1]), rtol=1e-4)  # counts

@@ -67,8 +67,15 @@ def test_first_model_runs_as_written():
 def test_third_model_runs_as_written():
     ns = run_seed_block(2)
     samples = ns["model"].sample(4000)
-    assert list(samples) == ["hyper_mu", "hyper_sigma", "mu1", "mu2", "sigma",
-                             "component_selection", "observed_data"]
+    assert list(samples) == [
+        "hyper_mu",
+        "hyper_sigma",
+        "mu1",
+        "mu2",
+        "sigma",
+        "component_selection",
+        "observed_data",
+    ]
     frequency_within(np.asarray(samples["component_selection"]), (0.5, 0.5))
     # whatever the component, x ~ N(hyper_mu, hyper_sigma^2 + sigma^2) with hyper_mu ~ N(0, 10^2):
     # x ~ N(0, 100 + hyper_sigma^2 + sigma^2), integrated over both half-normal scales on a grid.
@@ -80,5 +87,7 @@ def test_third_model_runs_as_written():
         return np.mean(stats.norm.cdf(x, 0, sd), axis=0)
 
     x = np.sort(np.asarray(samples["observed_data"], np.float64))
-    assert stats.kstest(x, lambda v: np.concatenate([cdf(c) for c in np.array_split(v, 20)])
-                        ).pvalue > 0.01
+    assert (
+        stats.kstest(x, lambda v: np.concatenate([cdf(c) for c in np.array_split(v, 20)])).pvalue
+        > 0.01
+    )

@@ -44,25 +44,60 @@ CASES = {
     "real": (constraints.real, (4, 3), lambda r: r.normal(size=(4, 3)), None),
     "real_vector": (constraints.real_vector, (4, 3), lambda r: r.normal(size=(4, 3)), jnp.ravel),
     "positive": (constraints.positive, (4, 3), lambda r: r.gamma(2.0, size=(4, 3)), None),
-    "greater_than_array": (constraints.GreaterThan(np.array([0.0, 1.0, -2.0])), (4, 3),
-                           lambda r: np.array([0.0, 1.0, -2.0]) + r.gamma(2.0, size=(4, 3)), None),
-    "unit_interval": (constraints.unit_interval, (4, 3), lambda r: r.beta(2.0, 3.0, size=(4, 3)),
-                      None),
-    "interval_array": (constraints.Interval(LOW, HIGH), (4, 3),
-                       lambda r: LOW + (HIGH - LOW) * r.beta(2.0, 2.0, size=(4, 3)), None),
-    "simplex": (constraints.simplex, (5, 3), lambda r: r.dirichlet([1.0, 2.0, 0.5, 3.0], size=5),
-                lambda x: x[:-1]),
-    "ordered": (constraints.ordered_vector, (5, 4),
-                lambda r: np.sort(r.normal(size=(5, 4)), axis=-1), jnp.ravel),
-    "positive_ordered": (constraints.positive_ordered_vector, (5, 4),
-                         lambda r: np.sort(r.gamma(2.0, size=(5, 4)), axis=-1), jnp.ravel),
-    "corr_cholesky": (constraints.corr_cholesky, (5, 6), lambda r: _corr_cholesky(r, (5,), 4),
-                      _strict_lower),
-    "lower_cholesky": (constraints.lower_cholesky, (5, 6), lambda r: _lower_cholesky(r, (5,), 3),
-                       _lower),
-    "independent_simplex": (constraints.Independent(constraints.simplex, 1), (2, 3, 2),
-                            lambda r: r.dirichlet([1.0, 2.0, 3.0], size=(2, 3)),
-                            lambda x: x[..., :-1].ravel()),
+    "greater_than_array": (
+        constraints.GreaterThan(np.array([0.0, 1.0, -2.0])),
+        (4, 3),
+        lambda r: np.array([0.0, 1.0, -2.0]) + r.gamma(2.0, size=(4, 3)),
+        None,
+    ),
+    "unit_interval": (
+        constraints.unit_interval,
+        (4, 3),
+        lambda r: r.beta(2.0, 3.0, size=(4, 3)),
+        None,
+    ),
+    "interval_array": (
+        constraints.Interval(LOW, HIGH),
+        (4, 3),
+        lambda r: LOW + (HIGH - LOW) * r.beta(2.0, 2.0, size=(4, 3)),
+        None,
+    ),
+    "simplex": (
+        constraints.simplex,
+        (5, 3),
+        lambda r: r.dirichlet([1.0, 2.0, 0.5, 3.0], size=5),
+        lambda x: x[:-1],
+    ),
+    "ordered": (
+        constraints.ordered_vector,
+        (5, 4),
+        lambda r: np.sort(r.normal(size=(5, 4)), axis=-1),
+        jnp.ravel,
+    ),
+    "positive_ordered": (
+        constraints.positive_ordered_vector,
+        (5, 4),
+        lambda r: np.sort(r.gamma(2.0, size=(5, 4)), axis=-1),
+        jnp.ravel,
+    ),
+    "corr_cholesky": (
+        constraints.corr_cholesky,
+        (5, 6),
+        lambda r: _corr_cholesky(r, (5,), 4),
+        _strict_lower,
+    ),
+    "lower_cholesky": (
+        constraints.lower_cholesky,
+        (5, 6),
+        lambda r: _lower_cholesky(r, (5,), 3),
+        _lower,
+    ),
+    "independent_simplex": (
+        constraints.Independent(constraints.simplex, 1),
+        (2, 3, 2),
+        lambda r: r.dirichlet([1.0, 2.0, 3.0], size=(2, 3)),
+        lambda x: x[..., :-1].ravel(),
+    ),
 }
 
 
@@ -82,8 +117,8 @@ def _reference_log_det(t, y, free):
     """log |det| of the Jacobian of y -> free(x), computed by jax.jacfwd."""
     if free is None:  # elementwise map: the Jacobian is diagonal
         return jnp.log(jnp.abs(jax.grad(lambda v: jnp.sum(t.forward(v)))(y)))
-    uevent = y.shape[y.ndim - t.unconstrained_event_ndim:]
-    batch = y.shape[:y.ndim - len(uevent)]
+    uevent = y.shape[y.ndim - t.unconstrained_event_ndim :]
+    batch = y.shape[: y.ndim - len(uevent)]
     flat = y.reshape((-1, math.prod(uevent)))
 
     def f(v):
@@ -110,10 +145,16 @@ def _report(t, y, x, free):
     (_, (fwds, lds)), grads = jax.value_and_grad(objective, has_aux=True)(ys)
     fwd = fwds[0]
     out = {
-        "fwd": fwd, "ld": lds[0], "y_round_trip": t.inverse(fwd),
-        "x_round_trip": t.forward(t.inverse(x)), "ref_ld": _reference_log_det(t, y, free),
-        "ild": t.inverse_log_det_jacobian(fwd), "all_fwd": fwds, "all_ld": lds,
-        "all_grad": grads, "all_in_support": t.codomain.check(fwds),
+        "fwd": fwd,
+        "ld": lds[0],
+        "y_round_trip": t.inverse(fwd),
+        "x_round_trip": t.forward(t.inverse(x)),
+        "ref_ld": _reference_log_det(t, y, free),
+        "ild": t.inverse_log_det_jacobian(fwd),
+        "all_fwd": fwds,
+        "all_ld": lds,
+        "all_grad": grads,
+        "all_in_support": t.codomain.check(fwds),
     }
     if y.ndim > t.unconstrained_event_ndim:
         out["vmap_fwd"] = jax.vmap(t.forward)(y)
@@ -185,8 +226,9 @@ def test_eager_calls_and_zero_maps_to_centre():
     x, ld = _forward_and_log_det(t, jnp.zeros(6))
     np.testing.assert_allclose(x, np.eye(4), atol=1e-7)
     np.testing.assert_allclose(ld, 0.0, atol=1e-7)
-    np.testing.assert_allclose(T.StickBreakingTransform().forward(jnp.zeros(4)), np.full(5, 0.2),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        T.StickBreakingTransform().forward(jnp.zeros(4)), np.full(5, 0.2), rtol=1e-6
+    )
     np.testing.assert_allclose(T.SigmoidTransform().forward(0.0), 0.5)
     np.testing.assert_allclose(T.IntervalTransform(2.0, 5.0).forward(0.0), 3.5)
 
@@ -218,8 +260,9 @@ def test_shapes():
 
 
 def test_degenerate_sizes():
-    np.testing.assert_allclose(T.StickBreakingTransform().forward(jnp.zeros((2, 0))),
-                               np.ones((2, 1)))
+    np.testing.assert_allclose(
+        T.StickBreakingTransform().forward(jnp.zeros((2, 0))), np.ones((2, 1))
+    )
     np.testing.assert_allclose(T.CorrCholeskyTransform().forward(jnp.zeros((0,))), np.eye(1))
     assert T.CorrCholeskyTransform().forward_log_det_jacobian(jnp.zeros((3, 0))).shape == (3,)
     np.testing.assert_allclose(T.OrderedTransform().forward(jnp.array([[1.5]])), [[1.5]])
@@ -230,15 +273,20 @@ def test_independent_sums_log_det(precision):
     t = T.biject_to(constraints.Independent(constraints.positive, 2))
     assert isinstance(t, T.IndependentTransform)
     y = jnp.asarray(np.random.default_rng(2).normal(size=(2, 3, 4)), dtype=float)
-    np.testing.assert_allclose(t.forward_log_det_jacobian(y),
-                               base.forward_log_det_jacobian(y).sum((-1, -2)), **_tols(precision))
+    np.testing.assert_allclose(
+        t.forward_log_det_jacobian(y),
+        base.forward_log_det_jacobian(y).sum((-1, -2)),
+        **_tols(precision),
+    )
     assert T.biject_to(constraints.Independent(constraints.real, 0)).codomain is constraints.real
 
 
 def test_biject_to_dispatch():
     expected = {
-        constraints.real: T.IdentityTransform, constraints.real_vector: T.IdentityTransform,
-        constraints.positive: T.ExpTransform, constraints.GreaterThan(1.0): T.LowerBoundTransform,
+        constraints.real: T.IdentityTransform,
+        constraints.real_vector: T.IdentityTransform,
+        constraints.positive: T.ExpTransform,
+        constraints.GreaterThan(1.0): T.LowerBoundTransform,
         constraints.unit_interval: T.SigmoidTransform,
         constraints.Interval(0.0, 2.0): T.IntervalTransform,
         constraints.simplex: T.StickBreakingTransform,
@@ -253,9 +301,15 @@ def test_biject_to_dispatch():
         assert t.event_ndim == constraint.event_ndim
 
 
-@pytest.mark.parametrize("constraint", [constraints.boolean, constraints.nonnegative_integer,
-                                        constraints.IntegerInterval(0, 4),
-                                        constraints.Independent(constraints.boolean, 1)])
+@pytest.mark.parametrize(
+    "constraint",
+    [
+        constraints.boolean,
+        constraints.nonnegative_integer,
+        constraints.IntegerInterval(0, 4),
+        constraints.Independent(constraints.boolean, 1),
+    ],
+)
 def test_biject_to_rejects_discrete(constraint):
     with pytest.raises(TypeError, match="discrete support") as err:
         T.biject_to(constraint)
@@ -312,8 +366,9 @@ def test_pushforward_dirichlet_integrates_to_one(precision):
     t = T.biject_to(constraints.simplex)
     log_norm = float(np.sum(special.gammaln(alpha)) - special.gammaln(alpha.sum()))
     x0 = np.array([0.2, 0.5, 0.3])  # the density below is scipy's Dirichlet
-    assert math.isclose(np.sum((alpha - 1) * np.log(x0)) - log_norm,
-                        stats.dirichlet(alpha).logpdf(x0))
+    assert math.isclose(
+        np.sum((alpha - 1) * np.log(x0)) - log_norm, stats.dirichlet(alpha).logpdf(x0)
+    )
 
     @jax.jit
     def log_integrand(y1, y2):
@@ -321,6 +376,13 @@ def test_pushforward_dirichlet_integrates_to_one(precision):
         return jnp.sum((alpha - 1) * jnp.log(x)) - log_norm + ld
 
     # Outside [-30, 30]^2 the push-forward density is below exp(-40).
-    total, _ = integrate.dblquad(lambda y2, y1: math.exp(float(log_integrand(y1, y2))),
-                                 -30.0, 30.0, -30.0, 30.0, epsabs=1e-6, epsrel=1e-6)
+    total, _ = integrate.dblquad(
+        lambda y2, y1: math.exp(float(log_integrand(y1, y2))),
+        -30.0,
+        30.0,
+        -30.0,
+        30.0,
+        epsabs=1e-6,
+        epsrel=1e-6,
+    )
     assert abs(total - 1.0) < (1e-5 if precision == "float64" else 1e-4)

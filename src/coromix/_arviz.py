@@ -27,6 +27,7 @@ def _az():
 
     return arviz
 
+
 _UNSAMPLED_GROUPS = ("observed_data", "constant_data", "predictions_constant_data")
 
 
@@ -34,8 +35,9 @@ _UNSAMPLED_GROUPS = ("observed_data", "constant_data", "predictions_constant_dat
 _ORDER = "variable_order"
 
 
-def _dataset(group: str, data: Group, dims: Mapping[str, list[str]] | None,
-             attrs: Mapping[str, Any]):
+def _dataset(
+    group: str, data: Group, dims: Mapping[str, list[str]] | None, attrs: Mapping[str, Any]
+):
     attrs = {**attrs, _ORDER: json.dumps(list(data))}
     if group in _UNSAMPLED_GROUPS:
         dataset = _az().dict_to_dataset(dict(data), attrs=attrs, dims=dims, default_dims=[])
@@ -44,17 +46,23 @@ def _dataset(group: str, data: Group, dims: Mapping[str, list[str]] | None,
     return dataset[list(data)]  # ArviZ sorts the variables by name; keep the model's order
 
 
-def inference_data(groups: Mapping[str, Group], *,
-                   dims: Mapping[str, Mapping[str, list[str]]] | None = None,
-                   attrs: Mapping[str, Any] | None = None) -> az.InferenceData:
+def inference_data(
+    groups: Mapping[str, Group],
+    *,
+    dims: Mapping[str, Mapping[str, list[str]]] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> az.InferenceData:
     """An ``InferenceData`` with one dataset per non-empty group (custom group names allowed).
 
     ``dims`` maps group -> variable -> names of the dims after ``(chain, draw)``; variables not
     listed get ArviZ's default names ``{name}_dim_{i}``.
     """
     dims = dims or {}
-    datasets = {group: _dataset(group, data, dims.get(group), attrs or {})
-                for group, data in groups.items() if data}
+    datasets = {
+        group: _dataset(group, data, dims.get(group), attrs or {})
+        for group, data in groups.items()
+        if data
+    }
     return _az().InferenceData(**datasets)
 
 
@@ -82,8 +90,10 @@ def summary(samples: Group, **kwargs: Any) -> pd.DataFrame:
     table = _az().summary(inference_data({"posterior": samples}), **kwargs)
     # rows ``name`` or ``name[i, ...]``, by variable in the order of ``samples`` (model order)
     position = {name: i for i, name in enumerate(samples)}
-    rows = sorted(range(len(table)),
-                  key=lambda i: position.get(str(table.index[i]).split("[")[0], len(position)))
+    rows = sorted(
+        range(len(table)),
+        key=lambda i: position.get(str(table.index[i]).split("[")[0], len(position)),
+    )
     return table.iloc[rows]
 
 
@@ -101,8 +111,10 @@ def worst_diagnostics(samples: Group) -> dict[str, tuple[float, float]]:
     for name in samples:
         r = np.asarray(rhat[name]) if rhat is not None else np.array([np.nan])
         e = np.asarray(ess[name])
-        out[name] = (float(np.nanmax(r)) if np.any(np.isfinite(r)) else float("nan"),
-                     float(np.nanmin(e)) if np.any(np.isfinite(e)) else float("nan"))
+        out[name] = (
+            float(np.nanmax(r)) if np.any(np.isfinite(r)) else float("nan"),
+            float(np.nanmin(e)) if np.any(np.isfinite(e)) else float("nan"),
+        )
     return out
 
 

@@ -12,8 +12,14 @@ def demo(args: argparse.Namespace) -> int:
     """Fit the built-in real data: an iris mixture and a US GDP regime-switching model."""
     from coromix import demo as demo_module
 
-    demo_module.run(args.out, chains=args.chains, warmup=args.warmup, samples=args.samples,
-                    seed=args.seed, progress=not args.quiet)
+    demo_module.run(
+        args.out,
+        chains=args.chains,
+        warmup=args.warmup,
+        samples=args.samples,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     return 0
 
 
@@ -22,9 +28,17 @@ def fit(args: argparse.Namespace) -> int:
     from coromix import fit as fit_module
 
     try:
-        fit_module.run(args.model, args.data, args.out, chains=args.chains, warmup=args.warmup,
-                       samples=args.samples, seed=args.seed, use_map=args.map,
-                       progress=not args.quiet)
+        fit_module.run(
+            args.model,
+            args.data,
+            args.out,
+            chains=args.chains,
+            warmup=args.warmup,
+            samples=args.samples,
+            seed=args.seed,
+            use_map=args.map,
+            progress=not args.quiet,
+        )
     except fit_module.FitError as err:
         sys.stdout.flush()
         if err.details:
@@ -36,12 +50,14 @@ def fit(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="coromix", description="Mixture and regime-switching models written as coroutines.")
+        prog="coromix", description="Mixture and regime-switching models written as coroutines."
+    )
     parser.add_argument("--version", action="version", version=f"coromix {coromix.__version__}")
     commands = parser.add_subparsers(dest="command")
     p_demo = commands.add_parser("demo", help="run the built-in demonstration")
-    p_demo.add_argument("--out", help="folder for the plots (default: a new one under the "
-                                      "current directory)")
+    p_demo.add_argument(
+        "--out", help="folder for the plots (default: a new one under the current directory)"
+    )
     p_demo.add_argument("--chains", type=int, default=4)
     p_demo.add_argument("--warmup", type=int, default=500)
     p_demo.add_argument("--samples", type=int, default=500)
@@ -49,23 +65,34 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--quiet", action="store_true", help="no progress bars")
     p_demo.set_defaults(run=demo)
     p_fit = commands.add_parser(
-        "fit", help="fit a model file to a CSV",
+        "fit",
+        help="fit a model file to a CSV",
         description="Fit the generator function `model(data)` of MODEL.py to the CSV: columns "
-                    "named like model variables are observed, the others are data the model "
-                    "reads (data['x']). Writes posterior.nc (ArviZ), summary.csv, trace.png, "
-                    "posterior.png and posterior_predictive.png, or map.csv with --map.")
-    p_fit.add_argument("model", metavar="MODEL.py",
-                       help="Python file defining a generator function model(data)")
-    p_fit.add_argument("--data", required=True, metavar="DATA.csv",
-                       help="CSV with a header line; one numeric column per variable or covariate")
-    p_fit.add_argument("--out", help="folder for the results (default: a new one under the "
-                                     "current directory)")
+        "named like model variables are observed, the others are data the model "
+        "reads (data['x']). Writes posterior.nc (ArviZ), summary.csv, trace.png, "
+        "posterior.png and posterior_predictive.png, or map.csv with --map.",
+    )
+    p_fit.add_argument(
+        "model", metavar="MODEL.py", help="Python file defining a generator function model(data)"
+    )
+    p_fit.add_argument(
+        "--data",
+        required=True,
+        metavar="DATA.csv",
+        help="CSV with a header line; one numeric column per variable or covariate",
+    )
+    p_fit.add_argument(
+        "--out", help="folder for the results (default: a new one under the current directory)"
+    )
     p_fit.add_argument("--chains", type=int, default=4)
     p_fit.add_argument("--warmup", type=int, default=1000)
     p_fit.add_argument("--samples", type=int, default=1000)
     p_fit.add_argument("--seed", type=int, default=0)
-    p_fit.add_argument("--map", action="store_true",
-                       help="the posterior mode (MAP, by optimization) instead of NUTS draws")
+    p_fit.add_argument(
+        "--map",
+        action="store_true",
+        help="the posterior mode (MAP, by optimization) instead of NUTS draws",
+    )
     p_fit.add_argument("--quiet", action="store_true", help="no progress bars")
     p_fit.set_defaults(run=fit)
     args = parser.parse_args(argv)

@@ -38,19 +38,29 @@ def _nuts(model, observed, chains, warmup, samples, seed, progress) -> cm.Poster
     """``cm.nuts`` with its convergence warnings printed as plain lines, and the mode search."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        post = cm.nuts(model, observed=observed, num_chains=chains, num_warmup=warmup,
-                       num_samples=samples, seed=seed, progress=progress)
+        post = cm.nuts(
+            model,
+            observed=observed,
+            num_chains=chains,
+            num_warmup=warmup,
+            num_samples=samples,
+            seed=seed,
+            progress=progress,
+        )
     attrs = post.attrs
     if "search_climbs" in attrs:
-        print(f"start: {attrs['search_climbs']} L-BFGS climbs, {attrs['search_climbs_below']} "
-              f"ended in minor modes (more than 1 nat below the best, log density "
-              f"{attrs['search_best_lp']:.1f}); every chain starts around the best")
+        print(
+            f"start: {attrs['search_climbs']} L-BFGS climbs, {attrs['search_climbs_below']} "
+            f"ended in minor modes (more than 1 nat below the best, log density "
+            f"{attrs['search_best_lp']:.1f}); every chain starts around the best"
+        )
     for warning in caught:
         print(f"warning: {warning.message}")
     return post
 
 
 # --- the mixture --------------------------------------------------------------------------------
+
 
 def iris_model(x: np.ndarray):
     """Three bivariate normal components sharing one covariance (as linear discriminant analysis,
@@ -71,8 +81,12 @@ def iris_model(x: np.ndarray):
         scale = yield tfd.HalfNormal(0.5 * jnp.ones(2))
         corr = yield tfd.Uniform(-1.0, 1.0)
         loc = jnp.stack([length, width], -1)
-        scale_tril = jnp.stack([jnp.stack([scale[0], 0.0]),
-                                jnp.stack([corr * scale[1], jnp.sqrt(1 - corr**2) * scale[1]])])
+        scale_tril = jnp.stack(
+            [
+                jnp.stack([scale[0], 0.0]),
+                jnp.stack([corr * scale[1], jnp.sqrt(1 - corr**2) * scale[1]]),
+            ]
+        )
         cluster = yield tfd.Categorical(probs=jnp.broadcast_to(weights, (n, 3)))
         petals = yield tfd.MultivariateNormalTriL(loc[cluster], scale_tril)
 
@@ -83,8 +97,10 @@ def agreement(labels: np.ndarray, species: np.ndarray) -> float:
     """Share of flowers whose cluster matches their species, under the best relabelling."""
     names = sorted(set(species))
     codes = np.array([names.index(s) for s in species])
-    return max(np.mean(np.array(perm)[labels] == codes)
-               for perm in itertools.permutations(range(len(names))))
+    return max(
+        np.mean(np.array(perm)[labels] == codes)
+        for perm in itertools.permutations(range(len(names)))
+    )
 
 
 def fit_iris(out: Path, chains: int, warmup: int, samples: int, seed: int, progress: bool) -> dict:
@@ -100,8 +116,10 @@ def fit_iris(out: Path, chains: int, warmup: int, samples: int, seed: int, progr
     resp = np.asarray(post.discrete_posterior()["cluster"]).mean(axis=(0, 1))  # (150, 3)
     labels = resp.argmax(-1)
     rate = agreement(labels, species)
-    print(f"\nposterior cluster vs species: {100 * rate:.1f}% of flowers agree "
-          f"(clusters ordered by petal length)")
+    print(
+        f"\nposterior cluster vs species: {100 * rate:.1f}% of flowers agree "
+        f"(clusters ordered by petal length)"
+    )
     _plot_iris(out / "iris_clusters.png", x, labels, post)
     return {"agreement": rate, "posterior": post}
 
@@ -120,8 +138,12 @@ def _plot_iris(path: Path, x, labels, post) -> None:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for k in range(3):
         ax.scatter(*x[labels == k].T, s=14, color=colors[k], alpha=0.7, label=f"cluster {k}")
-        cov = np.array([[scale[k, 0] ** 2, corr[k] * scale[k, 0] * scale[k, 1]],
-                        [corr[k] * scale[k, 0] * scale[k, 1], scale[k, 1] ** 2]])
+        cov = np.array(
+            [
+                [scale[k, 0] ** 2, corr[k] * scale[k, 0] * scale[k, 1]],
+                [corr[k] * scale[k, 0] * scale[k, 1], scale[k, 1] ** 2],
+            ]
+        )
         values, vectors = np.linalg.eigh(cov)
         angle = np.linspace(0, 2 * np.pi, 100)
         for radius in (1.0, 2.0):  # 1 and 2 standard deviations
@@ -139,6 +161,7 @@ def _plot_iris(path: Path, x, labels, post) -> None:
 
 # --- regime switching ---------------------------------------------------------------------------
 
+
 def gdp_model(num_steps: int):
     """Two regimes with their own mean growth (ordered: regime 0 = recession), one scale."""
 
@@ -146,12 +169,14 @@ def gdp_model(num_steps: int):
         stay = yield tfd.Beta(jnp.array([8.0, 8.0]), jnp.array([2.0, 2.0]))
         mean = yield tfd.Ordered(tfd.Normal(jnp.zeros(2), 2.0))
         sigma = yield tfd.HalfNormal(2.0)
-        transition = jnp.stack([jnp.stack([stay[0], 1 - stay[0]]),
-                                jnp.stack([1 - stay[1], stay[1]])])
+        transition = jnp.stack(
+            [jnp.stack([stay[0], 1 - stay[0]]), jnp.stack([1 - stay[1], stay[1]])]
+        )
 
         def step(prev, inputs):
             regime = yield tfd.Categorical(
-                probs=jnp.array([0.5, 0.5]) if prev is None else transition[prev.regime])
+                probs=jnp.array([0.5, 0.5]) if prev is None else transition[prev.regime]
+            )
             growth = yield tfd.Normal(mean[regime], sigma)
 
         growth = yield tfd.RegimeSwitching(step, num_steps=num_steps)
@@ -163,21 +188,32 @@ def fit_gdp(out: Path, chains: int, warmup: int, samples: int, seed: int, progre
     _, table = load_csv("us_gdp_growth.csv")
     year, quarter = table[:, 0].astype(int), table[:, 1].astype(int)
     growth = table[:, 2].astype(float)
-    print(f"\n== Regime switching: US real GDP growth, {year[0]}Q{quarter[0]}-"
-          f"{year[-1]}Q{quarter[-1]} ({len(growth)} quarters, 2-regime switching mean)")
-    post = _nuts(gdp_model(len(growth)), {"growth": jnp.asarray(growth)}, chains, warmup,
-                 samples, seed, progress)
+    print(
+        f"\n== Regime switching: US real GDP growth, {year[0]}Q{quarter[0]}-"
+        f"{year[-1]}Q{quarter[-1]} ({len(growth)} quarters, 2-regime switching mean)"
+    )
+    post = _nuts(
+        gdp_model(len(growth)),
+        {"growth": jnp.asarray(growth)},
+        chains,
+        warmup,
+        samples,
+        seed,
+        progress,
+    )
     print(post.summary().round(3).to_string())
     s = post.samples
     mean = np.asarray(s["mean"]).reshape(-1, 2).mean(0)
     stay = np.asarray(s["stay"]).reshape(-1, 2).mean(0)
-    print(f"\nregime 0 (recession): mean growth {mean[0]:.2f}% per quarter, stays with "
-          f"probability {stay[0]:.2f}; regime 1 (expansion): {mean[1]:.2f}%, stays {stay[1]:.2f}")
+    print(
+        f"\nregime 0 (recession): mean growth {mean[0]:.2f}% per quarter, stays with "
+        f"probability {stay[0]:.2f}; regime 1 (expansion): {mean[1]:.2f}%, stays {stay[1]:.2f}"
+    )
     recession = np.asarray(post.discrete_posterior()["growth_regime"]).mean(axis=(0, 1))[:, 0]
     quarters = [f"{y}Q{q}" for y, q, p in zip(year, quarter, recession) if p > 0.5]
     print("quarters with recession probability > 0.5:")
     for line in range(0, len(quarters), 10):
-        print("  " + " ".join(quarters[line:line + 10]))
+        print("  " + " ".join(quarters[line : line + 10]))
     _plot_gdp(out / "gdp_regimes.png", year + (quarter - 1) / 4, growth, recession)
     return {"recession_quarters": quarters, "posterior": post}
 
@@ -188,8 +224,9 @@ def _plot_gdp(path: Path, when, growth, recession) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True,
-                                      gridspec_kw={"height_ratios": [2, 1]})
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(8, 5), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
+    )
     top.plot(when, growth, color="black", lw=0.9)
     top.axhline(0, color="grey", lw=0.5)
     top.set_ylabel("real GDP growth (%/quarter)")
@@ -199,21 +236,37 @@ def _plot_gdp(path: Path, when, growth, recession) -> None:
     bottom.set_ylabel("P(recession)")
     bottom.set_xlabel("year")
     for ax in (top, bottom):
-        ax.fill_between(when, 0, 1, where=recession > 0.5, transform=ax.get_xaxis_transform(),
-                        color="tab:red", alpha=0.1, step="mid")
+        ax.fill_between(
+            when,
+            0,
+            1,
+            where=recession > 0.5,
+            transform=ax.get_xaxis_transform(),
+            color="tab:red",
+            alpha=0.1,
+            step="mid",
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def run(out: str | None = None, chains: int = 4, warmup: int = 500, samples: int = 500,
-        seed: int = 0, progress: bool = True) -> dict:
+def run(
+    out: str | None = None,
+    chains: int = 4,
+    warmup: int = 500,
+    samples: int = 500,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """Both fits; returns their headline results. Writes the plots into ``out``."""
     start = time.perf_counter()
     folder = Path(out) if out else Path.cwd() / time.strftime("coromix-demo-%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"coromix {cm.__version__} demo: {chains} chains x ({warmup} warmup + {samples} draws) "
-          f"of NUTS per model")
+    print(
+        f"coromix {cm.__version__} demo: {chains} chains x ({warmup} warmup + {samples} draws) "
+        f"of NUTS per model"
+    )
     iris = fit_iris(folder, chains, warmup, samples, seed, progress)
     gdp = fit_gdp(folder, chains, warmup, samples, seed, progress)
     print(f"\nplots written to {folder}/: iris_clusters.png, gdp_regimes.png")

@@ -52,7 +52,8 @@ def _base_for_plate(dist: Distribution) -> Distribution | None:
     if type(dist).__name__ == "Sample" and tuple(inner.batch_shape) != ():
         raise EnumerationError(
             f"{dist._label()}: a Sample of a batched discrete distribution cannot be enumerated; "
-            f"give the Categorical the full batch shape instead")
+            f"give the Categorical the full batch shape instead"
+        )
     return _base_for_plate(inner) or inner
 
 
@@ -63,8 +64,12 @@ def elementwise(dist: Distribution) -> Distribution:
 
 def is_path_site(dist: Distribution) -> bool:
     """A single finite discrete choice (shape ``()``): enumerated as paths, so ``if`` on it works."""
-    return (bool(dist.is_discrete) and dist.has_enumerate_support
-            and tuple(dist.batch_shape) == () and tuple(dist.event_shape) == ())
+    return (
+        bool(dist.is_discrete)
+        and dist.has_enumerate_support
+        and tuple(dist.batch_shape) == ()
+        and tuple(dist.event_shape) == ()
+    )
 
 
 def support_values(dist: Distribution, name: str) -> np.ndarray:
@@ -73,13 +78,15 @@ def support_values(dist: Distribution, name: str) -> np.ndarray:
     if not base.has_enumerate_support:
         raise EnumerationError(
             f"variable {name!r} ({type(base).__name__}) has an infinite support, so it cannot be "
-            f"summed out; give it a value (observe it) or use a finite distribution")
+            f"summed out; give it a value (observe it) or use a finite distribution"
+        )
     try:
         values = np.asarray(base.enumerate_support())
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError) as err:
         raise EnumerationError(
             f"variable {name!r}: its support depends on a value that is not known until run time "
-            f"({type(base).__name__} with a traced parameter); make it a constant") from err
+            f"({type(base).__name__} with a traced parameter); make it a constant"
+        ) from err
     return values
 
 
@@ -128,7 +135,8 @@ def enumerate_paths(run_path: Callable[[PathChooser], Any], max_paths: int) -> l
                 f"runs of the model (one per combination). Use the vectorized form: one variable "
                 f"with a batch shape (e.g. Categorical(probs=jnp.broadcast_to(w, (N, K)))) used by "
                 f"indexing or jnp.where instead of Python `if`, a HiddenMarkovModel for chains, or "
-                f"raise max_paths")
+                f"raise max_paths"
+            )
     return results
 
 
@@ -157,7 +165,11 @@ class PlateEnumerator:
         j = self.num_enum_dims
         if self.plate_shape is None:
             self.plate_shape = full
-        own = full[len(full) - len(self.plate_shape):] if len(full) >= len(self.plate_shape) else full
+        own = (
+            full[len(full) - len(self.plate_shape) :]
+            if len(full) >= len(self.plate_shape)
+            else full
+        )
         try:
             fits = np.broadcast_shapes(own, self.plate_shape) == self.plate_shape
         except ValueError:
@@ -166,17 +178,23 @@ class PlateEnumerator:
             raise EnumerationError(
                 f"plate variable {name!r} has shape {full} but an earlier one "
                 f"({self.names[0]!r}) has {self.plate_shape}; all enumerated batch-shaped discrete "
-                f"variables of a model must share one plate shape")
+                f"variables of a model must share one plate shape"
+            )
         k = len(support)
         value = jnp.asarray(support).reshape((k,) + (1,) * (j + len(self.plate_shape)))
         self.sizes.append(k)
         self.names.append(name)
         self.supports.append(support)
         term = elementwise(dist).enumerate_log_prob()
-        term = term.reshape(term.shape[:1] + (1,) * (j + len(self.plate_shape) + 1 - term.ndim)
-                            + term.shape[1:])
-        self.add(name, jnp.broadcast_to(
-            term, jnp.broadcast_shapes(term.shape, (k,) + (1,) * j + self.plate_shape)))
+        term = term.reshape(
+            term.shape[:1] + (1,) * (j + len(self.plate_shape) + 1 - term.ndim) + term.shape[1:]
+        )
+        self.add(
+            name,
+            jnp.broadcast_to(
+                term, jnp.broadcast_shapes(term.shape, (k,) + (1,) * j + self.plate_shape)
+            ),
+        )
         return value
 
     def add(self, name: str, term: jax.Array) -> None:
@@ -195,19 +213,21 @@ class PlateEnumerator:
                 free.append((name, term))
                 continue
             extra = term.shape[: term.ndim - len(plate)]
-            if term.ndim > e + len(plate) or term.shape[term.ndim - len(plate):] != plate:
+            if term.ndim > e + len(plate) or term.shape[term.ndim - len(plate) :] != plate:
                 raise EnumerationError(
                     f"the log density of {name!r} has shape {term.shape}, which cannot be matched "
                     f"element by element with the enumerated plate variable(s) "
                     f"{self.names} (enumeration dims {enum_shape} on the left of the plate shape "
                     f"{plate}). Move extra per-element dimensions into the event with Independent "
-                    f"or Sample, or index with the plate variable so its shape is kept")
+                    f"or Sample, or index with the plate variable so its shape is kept"
+                )
             aligned = (1,) * (e - len(extra)) + extra
             if any(a not in (1, k) for a, k in zip(aligned, enum_shape)):
                 raise EnumerationError(
                     f"the log density of {name!r} has shape {term.shape}: its leading dims "
                     f"{extra} do not match the enumeration dims {enum_shape} of {self.names}; "
-                    f"use Independent or Sample for extra dimensions")
+                    f"use Independent or Sample for extra dimensions"
+                )
             bound.append((name, term.reshape(aligned + plate)))
         return free, bound, enum_shape
 
@@ -241,8 +261,9 @@ class PlateEnumerator:
         if names:
             axes = tuple(range(len(enum_shape)))
             rest = [(n, t) for n, t in bound if n not in observed]
-            out["+".join(names)] = (jax.nn.logsumexp(self._sum(bound, enum_shape), axis=axes)
-                                    - jax.nn.logsumexp(self._sum(rest, enum_shape), axis=axes))
+            out["+".join(names)] = jax.nn.logsumexp(
+                self._sum(bound, enum_shape), axis=axes
+            ) - jax.nn.logsumexp(self._sum(rest, enum_shape), axis=axes)
         return out
 
     def _sum(self, bound, enum_shape) -> jax.Array:
@@ -285,5 +306,7 @@ class PlateEnumerator:
         else:
             index = jax.random.categorical(key, flat, axis=-1)
         indices = jnp.unravel_index(index, tuple(reversed(self.sizes)))
-        return {name: jnp.asarray(support)[indices[e - 1 - j]]
-                for j, (name, support) in enumerate(zip(self.names, self.supports))}
+        return {
+            name: jnp.asarray(support)[indices[e - 1 - j]]
+            for j, (name, support) in enumerate(zip(self.names, self.supports))
+        }

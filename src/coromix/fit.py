@@ -86,26 +86,37 @@ class FitError(Exception):
 
 # --- the data -----------------------------------------------------------------------------------
 
+
 def read_csv(path: str | Path) -> dict[str, np.ndarray]:
     """Column name -> 1-D array of the CSV at ``path`` (``int64`` if every value is an integer)."""
     path = Path(path)
     if not path.is_file():
-        raise FitError(f"data file {path} not found" if not path.exists()
-                       else f"data file {path} is not a file")
+        raise FitError(
+            f"data file {path} not found"
+            if not path.exists()
+            else f"data file {path} is not a file"
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise FitError(f"cannot read data file {path}: {err}") from None
-    numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1)
-                if line.strip() and not line.lstrip().startswith("#")]
+    numbered = [
+        (number, line)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not numbered:
-        raise FitError(f"data file {path} is empty: expected a header line of column names, then "
-                       f"one line per data row")
+        raise FitError(
+            f"data file {path} is empty: expected a header line of column names, then "
+            f"one line per data row"
+        )
     records = list(csv.reader(line for _, line in numbered))
     header = [name.strip() for name in records[0]]
     if any(not name for name in header):
-        raise FitError(f"data file {path}: the header line {numbered[0][0]} has an empty column "
-                       f"name: {records[0]}")
+        raise FitError(
+            f"data file {path}: the header line {numbered[0][0]} has an empty column "
+            f"name: {records[0]}"
+        )
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise FitError(f"data file {path}: column names appear twice in the header: {repeated}")
@@ -114,8 +125,10 @@ def read_csv(path: str | Path) -> dict[str, np.ndarray]:
         raise FitError(f"data file {path} has a header ({', '.join(header)}) but no data rows")
     for row_number, (row, (line_number, _)) in enumerate(zip(rows, numbered[1:]), start=1):
         if len(row) != len(header):
-            raise FitError(f"data file {path}: data row {row_number} (line {line_number}) has "
-                           f"{len(row)} values; the header has {len(header)} columns")
+            raise FitError(
+                f"data file {path}: data row {row_number} (line {line_number}) has "
+                f"{len(row)} values; the header has {len(header)} columns"
+            )
     columns = {}
     problems = []
     for j, name in enumerate(header):
@@ -126,9 +139,11 @@ def read_csv(path: str | Path) -> dict[str, np.ndarray]:
             problems.append(f"column {name!r} in data rows {shown}{more}")
         columns[name] = column
     if problems:
-        raise FitError(f"data file {path}: values that are not finite numbers (missing, NaN, "
-                       f"infinite or text; data rows counted from 1 after the header): "
-                       f"{'; '.join(problems)}")
+        raise FitError(
+            f"data file {path}: values that are not finite numbers (missing, NaN, "
+            f"infinite or text; data rows counted from 1 after the header): "
+            f"{'; '.join(problems)}"
+        )
     return columns
 
 
@@ -173,8 +188,10 @@ class Columns(Mapping):
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._columns:
-            raise _MissingColumn(f"the data ({self.source}) has no column {name!r}; its columns: "
-                                 f"{', '.join(self._columns)}")
+            raise _MissingColumn(
+                f"the data ({self.source}) has no column {name!r}; its columns: "
+                f"{', '.join(self._columns)}"
+            )
         self.read.add(name)
         return self._columns[name]
 
@@ -194,12 +211,16 @@ class Columns(Mapping):
 
 # --- the model file -----------------------------------------------------------------------------
 
+
 def load_model(path: str | Path) -> Callable[[Mapping[str, np.ndarray]], Any]:
     """The generator function ``model(data)`` defined by the Python file at ``path``."""
     path = Path(path)
     if not path.is_file():
-        raise FitError(f"model file {path} not found" if not path.exists()
-                       else f"model file {path} is not a file")
+        raise FitError(
+            f"model file {path} not found"
+            if not path.exists()
+            else f"model file {path} is not a file"
+        )
     filename = str(path.resolve())
     module = types.ModuleType(f"coromix_fit_{path.stem}")
     module.__file__ = filename
@@ -210,8 +231,9 @@ def load_model(path: str | Path) -> Callable[[Mapping[str, np.ndarray]], Any]:
         raise FitError(f"cannot read model file {path}: {err}") from None
     except SyntaxError as err:
         details = "".join(traceback.format_exception_only(type(err), err))
-        raise FitError(f"model file {path} is not valid Python: {err.msg} (line {err.lineno})",
-                       details) from None
+        raise FitError(
+            f"model file {path} is not valid Python: {err.msg} (line {err.lineno})", details
+        ) from None
     # like `python MODEL.py`: modules beside the model file can be imported
     sys.path.insert(0, str(path.resolve().parent))
     sys.modules[module.__name__] = module
@@ -223,34 +245,45 @@ def load_model(path: str | Path) -> Callable[[Mapping[str, np.ndarray]], Any]:
         sys.path.remove(str(path.resolve().parent))
     model = module.__dict__.get("model")
     if model is None:
-        found = [name for name, value in module.__dict__.items()
-                 if inspect.isgeneratorfunction(value)]
+        found = [
+            name for name, value in module.__dict__.items() if inspect.isgeneratorfunction(value)
+        ]
         hint = f" (its generator functions: {', '.join(found)})" if found else ""
-        raise FitError(f"model file {path} defines no `model`{hint}; define a generator function "
-                       f"`def model(data):` that yields the model's distributions")
+        raise FitError(
+            f"model file {path} defines no `model`{hint}; define a generator function "
+            f"`def model(data):` that yields the model's distributions"
+        )
     if isinstance(model, JointDistributionCoroutine) or not inspect.isgeneratorfunction(model):
-        raise FitError(f"`model` in {path} is a {type(model).__name__}, not a generator function; "
-                       f"define `def model(data):` whose body yields distributions")
+        raise FitError(
+            f"`model` in {path} is a {type(model).__name__}, not a generator function; "
+            f"define `def model(data):` whose body yields distributions"
+        )
     try:
         inspect.signature(model).bind(None)
     except TypeError:
-        raise FitError(f"`model` in {path} must take one argument, the data (column name -> "
-                       f"array); its signature is model{inspect.signature(model)}") from None
+        raise FitError(
+            f"`model` in {path} must take one argument, the data (column name -> "
+            f"array); its signature is model{inspect.signature(model)}"
+        ) from None
     return model
 
 
 def _user_error(err: BaseException, filename: str, what: str) -> FitError:
     """A FitError for an exception raised by user code: its frames in ``filename`` as details."""
-    frames = [frame for frame in traceback.extract_tb(err.__traceback__)
-              if frame.filename == filename]
+    frames = [
+        frame for frame in traceback.extract_tb(err.__traceback__) if frame.filename == filename
+    ]
     kind = "KeyError" if isinstance(err, _MissingColumn) else type(err).__name__
     message = str(err).strip()
     summary = f"{kind}: {message.splitlines()[0]}" if message else kind
     if not frames:
         return FitError(f"{what}: {summary}")
-    details = ("Traceback (most recent call last, frames in the model file):\n"
-               + "".join(traceback.format_list(frames))
-               + (f"{kind}: {message}" if message else kind) + "\n")
+    details = (
+        "Traceback (most recent call last, frames in the model file):\n"
+        + "".join(traceback.format_list(frames))
+        + (f"{kind}: {message}" if message else kind)
+        + "\n"
+    )
     return FitError(f"{what} ({summary}; traceback above)", details)
 
 
@@ -266,72 +299,101 @@ class _UserCode:
         except FitError:
             raise
         except Exception as err:  # noqa: BLE001 -- any failure of user code is reported
-            raise _user_error(err, self.filename,
-                              f"{what} model(data) from {self.model_path} failed") from None
+            raise _user_error(
+                err, self.filename, f"{what} model(data) from {self.model_path} failed"
+            ) from None
 
 
 # --- binding the model to the data --------------------------------------------------------------
+
 
 class Bound:
     """A model bound to its data: the joint distribution, observed values, and the split of the
     model's variables into observed, continuous parameters and discrete (summed out) ones."""
 
-    def __init__(self, jd: JointDistributionCoroutine, columns: Columns,
-                 observed: dict[str, np.ndarray]):
+    def __init__(
+        self, jd: JointDistributionCoroutine, columns: Columns, observed: dict[str, np.ndarray]
+    ):
         self.jd, self.columns, self.observed = jd, columns, observed
         self.parameters = list(jd.pin(observed).parameter_shapes)
-        self.discrete = [k for k in jd.variable_names
-                         if k not in observed and k not in self.parameters]
+        self.discrete = [
+            k for k in jd.variable_names if k not in observed and k not in self.parameters
+        ]
         self.covariates = [k for k in columns if k not in observed and k in columns.read]
 
 
-def bind(model: Callable[[Mapping[str, np.ndarray]], Any], data: Mapping[str, np.ndarray],
-         source: str = "the CSV") -> Bound:
+def bind(
+    model: Callable[[Mapping[str, np.ndarray]], Any],
+    data: Mapping[str, np.ndarray],
+    source: str = "the CSV",
+) -> Bound:
     """Bind ``model(data)`` to the columns: observed = columns named like variables (see module
     docstring). Exceptions of the model propagate; a mismatch of columns and model is a FitError."""
     columns = Columns(data, source)
-    jd = JointDistributionCoroutine(functools.partial(model, columns),
-                                    name=getattr(model, "__name__", "model"))
+    jd = JointDistributionCoroutine(
+        functools.partial(model, columns), name=getattr(model, "__name__", "model")
+    )
     shapes = jd.event_shapes()
     listing = ", ".join(f"{k} {tuple(v.shape)}" for k, v in shapes.items())
     observed_names = [name for name in columns if name in shapes]
     if not observed_names:
-        raise FitError(f"none of the columns of {source} ({', '.join(columns)}) is a variable of "
-                       f"the model (its variables: {listing}); name each observed variable like "
-                       f"its column")
+        raise FitError(
+            f"none of the columns of {source} ({', '.join(columns)}) is a variable of "
+            f"the model (its variables: {listing}); name each observed variable like "
+            f"its column"
+        )
     unused = [name for name in columns if name not in shapes and name not in columns.read]
     if unused:
-        raise FitError(f"column(s) {', '.join(map(repr, unused))} of {source} neither name a "
-                       f"variable of the model (its variables: {listing}) nor are read by it "
-                       f"(data[...]); use them or remove them from the CSV")
+        raise FitError(
+            f"column(s) {', '.join(map(repr, unused))} of {source} neither name a "
+            f"variable of the model (its variables: {listing}) nor are read by it "
+            f"(data[...]); use them or remove them from the CSV"
+        )
     rows = len(next(iter(data.values())))
     for name in observed_names:
         if tuple(shapes[name].shape) != (rows,):
-            raise FitError(f"variable {name!r} has shape {tuple(shapes[name].shape)} in one draw "
-                           f"of the model, but its column in {source} has {rows} rows; a model "
-                           f"describes the whole data set, so an observed variable needs shape "
-                           f"({rows},) (e.g. a batch of {rows} distributions)")
+            raise FitError(
+                f"variable {name!r} has shape {tuple(shapes[name].shape)} in one draw "
+                f"of the model, but its column in {source} has {rows} rows; a model "
+                f"describes the whole data set, so an observed variable needs shape "
+                f"({rows},) (e.g. a batch of {rows} distributions)"
+            )
     observed = {name: np.asarray(data[name]) for name in observed_names}
     bound = Bound(jd, columns, observed)
     if not bound.parameters:
-        raise FitError(f"the model has no continuous variable left to infer (its variables: "
-                       f"{listing}; observed: {', '.join(observed)}); coromix fit samples the "
-                       f"continuous parameters of a model")
+        raise FitError(
+            f"the model has no continuous variable left to infer (its variables: "
+            f"{listing}; observed: {', '.join(observed)}); coromix fit samples the "
+            f"continuous parameters of a model"
+        )
     return bound
 
 
 # --- the command --------------------------------------------------------------------------------
 
-def run(model_path: str, data_path: str, out: str | None = None, *, chains: int = 4,
-        warmup: int = 1000, samples: int = 1000, seed: int = 0, use_map: bool = False,
-        progress: bool = True) -> dict[str, Any]:
+
+def run(
+    model_path: str,
+    data_path: str,
+    out: str | None = None,
+    *,
+    chains: int = 4,
+    warmup: int = 1000,
+    samples: int = 1000,
+    seed: int = 0,
+    use_map: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Fit the model file to the CSV, write the outputs into ``out`` and print what was done.
 
     Returns ``{"out": folder, "files": [...], "posterior": Posterior}`` (``"map"`` instead of
     ``"posterior"`` with ``use_map``).  Raises :class:`FitError` on any problem with the inputs.
     """
-    for name, value, least in [("--chains", chains, 1), ("--warmup", warmup, 0),
-                               ("--samples", samples, 1)]:
+    for name, value, least in [
+        ("--chains", chains, 1),
+        ("--warmup", warmup, 0),
+        ("--samples", samples, 1),
+    ]:
         if value < least:
             raise FitError(f"{name} must be at least {least}; got {value}")
     start = time.perf_counter()
@@ -344,10 +406,12 @@ def run(model_path: str, data_path: str, out: str | None = None, *, chains: int 
     bound = user("running", lambda: bind(model, columns, source=str(data_path)))
     rows = len(next(iter(columns.values())))
     print(f"coromix {cm.__version__} fit: {model_path} on {data_path} ({rows} rows)")
-    print(f"observed: {', '.join(bound.observed)}"
-          + (f"; covariates: {', '.join(bound.covariates)}" if bound.covariates else "")
-          + f"; parameters: {', '.join(bound.parameters) or '(none)'}"
-          + (f"; summed out: {', '.join(bound.discrete)}" if bound.discrete else ""))
+    print(
+        f"observed: {', '.join(bound.observed)}"
+        + (f"; covariates: {', '.join(bound.covariates)}" if bound.covariates else "")
+        + f"; parameters: {', '.join(bound.parameters) or '(none)'}"
+        + (f"; summed out: {', '.join(bound.discrete)}" if bound.discrete else "")
+    )
     if use_map:
         result = _fit_map(bound, folder, seed, user)
     else:
@@ -368,10 +432,15 @@ def _fresh_folder(parent: Path) -> Path:
 
 def _fit_map(bound: Bound, folder: Path, seed: int, user: _UserCode) -> dict[str, Any]:
     print(f"MAP: L-BFGS from {MAP_RESTARTS} random starting points, the best kept")
-    estimate = user("MAP of", lambda: cm.map(bound.jd, observed=bound.observed,
-                                          num_restarts=MAP_RESTARTS, seed=seed))
-    table = [(label, float(value)) for name, array in estimate.items()
-             for label, value in _elements(name, np.asarray(array))]
+    estimate = user(
+        "MAP of",
+        lambda: cm.map(bound.jd, observed=bound.observed, num_restarts=MAP_RESTARTS, seed=seed),
+    )
+    table = [
+        (label, float(value))
+        for name, array in estimate.items()
+        for label, value in _elements(name, np.asarray(array))
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "map.csv", "w", newline="") as file:
         writer = csv.writer(file)
@@ -393,25 +462,45 @@ def _elements(name: str, array: np.ndarray) -> Iterator[tuple[str, Any]]:
         yield f"{name}[{', '.join(map(str, index))}]", array[index]
 
 
-def _fit_nuts(bound: Bound, folder: Path, chains: int, warmup: int, samples: int, seed: int,
-              progress: bool, user: _UserCode) -> dict[str, Any]:
+def _fit_nuts(
+    bound: Bound,
+    folder: Path,
+    chains: int,
+    warmup: int,
+    samples: int,
+    seed: int,
+    progress: bool,
+    user: _UserCode,
+) -> dict[str, Any]:
     print(f"NUTS: {chains} chains x ({warmup} warmup + {samples} draws)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        post = user("NUTS on", lambda: cm.nuts(
-            bound.jd, observed=bound.observed, num_chains=chains, num_warmup=warmup,
-            num_samples=samples, seed=seed, progress=progress))
+        post = user(
+            "NUTS on",
+            lambda: cm.nuts(
+                bound.jd,
+                observed=bound.observed,
+                num_chains=chains,
+                num_warmup=warmup,
+                num_samples=samples,
+                seed=seed,
+                progress=progress,
+            ),
+        )
     summary = post.summary()
     print(summary.round(3).to_string(), flush=True)
     for warning in caught:
         if issubclass(warning.category, ConvergenceWarning):
             print(f"coromix fit: warning: {warning.message}", file=sys.stderr)
         else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename,
-                                   warning.lineno)
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     per_chain = -(-PREDICTIVE_DRAWS // post.num_chains)
-    replicated = user("posterior predictive draws of",
-                      lambda: post.posterior_predictive(num_draws=per_chain, seed=seed))
+    replicated = user(
+        "posterior predictive draws of",
+        lambda: post.posterior_predictive(num_draws=per_chain, seed=seed),
+    )
     replicated = {k: v.reshape((-1,) + v.shape[2:]) for k, v in replicated.items()}
     folder.mkdir(parents=True, exist_ok=True)
     post.save(str(folder / "posterior.nc"))
@@ -419,8 +508,13 @@ def _fit_nuts(bound: Bound, folder: Path, chains: int, warmup: int, samples: int
     for name, kind in [("trace.png", "trace"), ("posterior.png", "posterior")]:
         _arviz.plot(kind, post.samples, folder / name)
     _plot_predictive(folder / "posterior_predictive.png", bound.observed, replicated)
-    files = ["posterior.nc", "summary.csv", "trace.png", "posterior.png",
-             "posterior_predictive.png"]
+    files = [
+        "posterior.nc",
+        "summary.csv",
+        "trace.png",
+        "posterior.png",
+        "posterior_predictive.png",
+    ]
     return {"posterior": post, "files": files}
 
 
@@ -433,8 +527,9 @@ def _pyplot():
     return plt
 
 
-def _plot_predictive(path: Path, observed: Mapping[str, np.ndarray],
-                     replicated: Mapping[str, np.ndarray]) -> None:
+def _plot_predictive(
+    path: Path, observed: Mapping[str, np.ndarray], replicated: Mapping[str, np.ndarray]
+) -> None:
     """Per observed column: its histogram and those of data sets replicated at posterior draws."""
     plt = _pyplot()
     figure, axes = plt.subplots(len(observed), 1, figsize=(7, 3.2 * len(observed)), squeeze=False)
@@ -448,8 +543,14 @@ def _plot_predictive(path: Path, observed: Mapping[str, np.ndarray],
             bins = np.histogram_bin_edges(values, bins="auto", range=(low, high))
         for i, draw in enumerate(draws):
             density, _ = np.histogram(draw, bins=bins, density=True)
-            ax.stairs(density, bins, color="tab:blue", alpha=0.12, lw=0.8,
-                      label=f"replicated ({len(draws)} posterior draws)" if i == 0 else None)
+            ax.stairs(
+                density,
+                bins,
+                color="tab:blue",
+                alpha=0.12,
+                lw=0.8,
+                label=f"replicated ({len(draws)} posterior draws)" if i == 0 else None,
+            )
         density, _ = np.histogram(values, bins=bins, density=True)
         ax.stairs(density, bins, color="black", lw=1.8, label="observed")
         ax.set_xlabel(name)

@@ -99,8 +99,12 @@ class _Scorer:
     through the support's bijection, adding the log-det-Jacobian (the density NUTS needs).
     """
 
-    def __init__(self, values: Mapping[str, Any], chooser: enum.PathChooser,
-                 unconstrained: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        chooser: enum.PathChooser,
+        unconstrained: Mapping[str, Any] | None = None,
+    ):
         self.given, self.chooser = values, chooser
         self.unconstrained = unconstrained or {}
         self.plates = enum.PlateEnumerator()
@@ -131,7 +135,8 @@ class _Scorer:
         elif not dist.is_discrete:
             raise ValueError(
                 f"no value for the continuous variable {name!r}: only finite discrete variables "
-                f"are summed out; give {name!r} a value")
+                f"are summed out; give {name!r} a value"
+            )
         elif enum.is_path_site(dist):
             value = self.chooser.choose(name, dist)
             self.path_values[name] = value
@@ -169,11 +174,17 @@ class JointDistributionCoroutine:
 
     Root = staticmethod(runner.root)
 
-    def __init__(self, model: Callable[[], Any], *, max_paths: int = enum.DEFAULT_MAX_PATHS,
-                 name: str | None = None):
+    def __init__(
+        self,
+        model: Callable[[], Any],
+        *,
+        max_paths: int = enum.DEFAULT_MAX_PATHS,
+        name: str | None = None,
+    ):
         if not callable(model):
-            raise TypeError(f"JointDistributionCoroutine needs a generator function; got "
-                            f"{type(model).__name__}")
+            raise TypeError(
+                f"JointDistributionCoroutine needs a generator function; got {type(model).__name__}"
+            )
         self.model = model
         self.max_paths = int(max_paths)
         self.name = name or getattr(model, "__name__", "model")
@@ -202,15 +213,21 @@ class JointDistributionCoroutine:
             if list(h.values) != names:
                 raise enum.EnumerationError(
                     f"the model yields different variables on different paths ({names} versus "
-                    f"{list(h.values)}); every path must yield the same variables")
+                    f"{list(h.values)}); every path must yield the same variables"
+                )
         if len(handlers) == 1:
             return Values(handlers[0].values)
         which = jnp.argmax(jnp.stack([h.on_path for h in handlers]))
-        return Values((n, jnp.stack([jnp.asarray(h.values[n]) for h in handlers])[which])
-                      for n in names)
+        return Values(
+            (n, jnp.stack([jnp.asarray(h.values[n]) for h in handlers])[which]) for n in names
+        )
 
-    def sample(self, sample_shape: int | tuple[int, ...] = (), seed: Any = None,
-               value: Mapping[str, Any] | None = None) -> Values:
+    def sample(
+        self,
+        sample_shape: int | tuple[int, ...] = (),
+        seed: Any = None,
+        value: Mapping[str, Any] | None = None,
+    ) -> Values:
         """Ancestral draws: name -> array of shape ``sample_shape + variable shape``, in model order.
 
         ``seed`` is an int or a JAX key (``None``: fresh entropy).  ``value`` fixes some variables
@@ -220,8 +237,10 @@ class JointDistributionCoroutine:
         if value:
             unknown = [k for k in value if k not in self.event_shapes()]
             if unknown:
-                raise ValueError(f"sample(value=...): no variable named {unknown} in model "
-                                 f"{self.name!r}; its variables are {self.variable_names}")
+                raise ValueError(
+                    f"sample(value=...): no variable named {unknown} in model "
+                    f"{self.name!r}; its variables are {self.variable_names}"
+                )
         given = {k: jnp.asarray(v) for k, v in (value or {}).items()}
         n = int(np.prod(shape)) if shape else 1
 
@@ -261,26 +280,32 @@ class JointDistributionCoroutine:
         shapes = self.event_shapes()
         unknown = [k for k in values if k not in shapes]
         if unknown:
-            raise ValueError(f"no variable named {unknown} in the model; its variables are "
-                             f"{list(shapes)}")
+            raise ValueError(
+                f"no variable named {unknown} in the model; its variables are {list(shapes)}"
+            )
         batch: tuple[int, ...] = ()
         arrays = {}
         for k, v in values.items():
             v = jnp.asarray(v)
             site = shapes[k].shape
-            if v.shape[v.ndim - len(site):] != site or v.ndim < len(site):
-                raise ValueError(f"value for {k!r} has shape {v.shape}; expected shape {site} "
-                                 f"(one draw) with optional leading batch dims")
+            if v.shape[v.ndim - len(site) :] != site or v.ndim < len(site):
+                raise ValueError(
+                    f"value for {k!r} has shape {v.shape}; expected shape {site} "
+                    f"(one draw) with optional leading batch dims"
+                )
             try:
                 batch = jnp.broadcast_shapes(batch, v.shape[: v.ndim - len(site)])
             except ValueError:
-                raise ValueError(f"value for {k!r} has batch shape {v.shape[:v.ndim - len(site)]}, "
-                                 f"which does not broadcast with the others' {batch}") from None
+                raise ValueError(
+                    f"value for {k!r} has batch shape {v.shape[: v.ndim - len(site)]}, "
+                    f"which does not broadcast with the others' {batch}"
+                ) from None
             arrays[k] = v
         return tuple(batch), arrays
 
-    def _batched(self, fn: Callable[..., Any], values: Mapping[str, Any],
-                 key: jax.Array | None = None) -> Any:
+    def _batched(
+        self, fn: Callable[..., Any], values: Mapping[str, Any], key: jax.Array | None = None
+    ) -> Any:
         """Apply a one-draw function to values with leading batch dims (vmapped).
 
         With ``key``, ``fn(values, key)`` gets an independent key per batch member.
@@ -290,8 +315,10 @@ class JointDistributionCoroutine:
             return fn(arrays) if key is None else fn(arrays, key)
         shapes = self.event_shapes()
         n = int(np.prod(batch))
-        flat = {k: jnp.broadcast_to(v, batch + shapes[k].shape).reshape((n,) + shapes[k].shape)
-                for k, v in arrays.items()}
+        flat = {
+            k: jnp.broadcast_to(v, batch + shapes[k].shape).reshape((n,) + shapes[k].shape)
+            for k, v in arrays.items()
+        }
         if key is None:
             out = jax.vmap(fn)(flat)
         else:
@@ -299,8 +326,9 @@ class JointDistributionCoroutine:
         return jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
 
     # --- densities --------------------------------------------------------------------------
-    def _score_paths(self, values: Mapping[str, Any],
-                     unconstrained: Mapping[str, Any] | None = None) -> list[_Scorer]:
+    def _score_paths(
+        self, values: Mapping[str, Any], unconstrained: Mapping[str, Any] | None = None
+    ) -> list[_Scorer]:
         return self._paths(lambda chooser: _Scorer(values, chooser, unconstrained))
 
     def _log_prob_one(self, values: Mapping[str, Any]) -> jax.Array:
@@ -313,11 +341,13 @@ class JointDistributionCoroutine:
         ``log p(x) = log sum_z p(x, z)`` over the discrete variables ``z`` not given.  Values may
         carry leading batch dims (e.g. from ``sample(100)``), giving a result of that batch shape.
         """
-        return self._call("log_prob", lambda v: self._batched(self._log_prob_one, v),
-                          {**(values or {}), **kwargs})
+        return self._call(
+            "log_prob", lambda v: self._batched(self._log_prob_one, v), {**(values or {}), **kwargs}
+        )
 
-    def pointwise_log_likelihood(self, values: Mapping[str, Any], observed: Sequence[str]
-                                 ) -> Values:
+    def pointwise_log_likelihood(
+        self, values: Mapping[str, Any], observed: Sequence[str]
+    ) -> Values:
         """Log-likelihood of the observed variables per observation, for LOO and WAIC.
 
         ``values`` gives every continuous variable (and the observed ones); the free discrete
@@ -341,24 +371,26 @@ class JointDistributionCoroutine:
         observed = list(observed)
         unknown = [n for n in observed if n not in self.event_shapes()]
         if unknown:
-            raise ValueError(f"observed={unknown}: no such variable in the model; its variables "
-                             f"are {self.variable_names}")
+            raise ValueError(
+                f"observed={unknown}: no such variable in the model; its variables "
+                f"are {self.variable_names}"
+            )
         missing = [n for n in observed if n not in values]
         if missing:
             raise ValueError(f"the log-likelihood of {missing} needs their observed values")
-        return self._call(("pointwise_log_likelihood", tuple(observed)),
-                          lambda v: self._batched(
-                              lambda one: self._pointwise_one(one, observed), v), dict(values))
+        return self._call(
+            ("pointwise_log_likelihood", tuple(observed)),
+            lambda v: self._batched(lambda one: self._pointwise_one(one, observed), v),
+            dict(values),
+        )
 
     def _pointwise_one(self, values: Mapping[str, Any], observed: Sequence[str]) -> Values:
         scorers = self._score_paths(values)
         if len(scorers) == 1:
             return scorers[0].plates.pointwise(observed)
         total = jnp.stack([s.log_density() for s in scorers])
-        rest = jnp.stack([s.plates.log_density(leave_out=observed) + s.path_mask
-                          for s in scorers])
-        return Values([("+".join(observed),
-                        jax.nn.logsumexp(total) - jax.nn.logsumexp(rest))])
+        rest = jnp.stack([s.plates.log_density(leave_out=observed) + s.path_mask for s in scorers])
+        return Values([("+".join(observed), jax.nn.logsumexp(total) - jax.nn.logsumexp(rest))])
 
     def pin(self, values: Mapping[str, Any] | None = None, /, **observed: Any) -> PinnedModel:
         """Condition on observed values: the unnormalized posterior over the remaining variables."""
@@ -366,29 +398,36 @@ class JointDistributionCoroutine:
 
         return PinnedModel(self, {**(values or {}), **observed})
 
-    def discrete_posterior(self, values: Mapping[str, Any] | None = None, /,
-                           **kwargs: Any) -> Values:
+    def discrete_posterior(
+        self, values: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> Values:
         """Exact ``p(discrete variable | all given values)`` for each discrete variable not given.
 
         Scalar choices get probabilities over their support, shape ``(K,)``; batch-shaped choices
         get per-element responsibilities, shape ``S + (K,)``.  Values may carry leading batch dims
         (e.g. posterior draws); the result then has them too.
         """
-        return self._call("discrete_posterior",
-                          lambda v: self._batched(self._discrete_posterior_one, v),
-                          {**(values or {}), **kwargs})
+        return self._call(
+            "discrete_posterior",
+            lambda v: self._batched(self._discrete_posterior_one, v),
+            {**(values or {}), **kwargs},
+        )
 
-    def sample_discrete(self, values: Mapping[str, Any] | None = None, /, seed: Any = None,
-                        **kwargs: Any) -> Values:
+    def sample_discrete(
+        self, values: Mapping[str, Any] | None = None, /, seed: Any = None, **kwargs: Any
+    ) -> Values:
         """One draw of the discrete variables not given from ``p(discrete | given values)``.
 
         Exact and joint: the path of scalar choices is drawn from its posterior weight, then the
         batch-shaped choices element by element given that path.  Leading batch dims of the values
         (e.g. posterior draws) give one independent draw per batch member.
         """
-        return self._call("sample_discrete",
-                          lambda v, k: self._batched(self._sample_discrete_one, v, k),
-                          {**(values or {}), **kwargs}, as_key(seed))
+        return self._call(
+            "sample_discrete",
+            lambda v, k: self._batched(self._sample_discrete_one, v, k),
+            {**(values or {}), **kwargs},
+            as_key(seed),
+        )
 
     def discrete_mode(self, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Values:
         """The most probable values of the discrete variables not given (Viterbi for chains).
@@ -403,10 +442,11 @@ class JointDistributionCoroutine:
 
             jd.discrete_mode(mu=mu, y=data)["z"]      # the most probable component of each point
         """
-        return self._call("discrete_mode",
-                          lambda v: self._batched(lambda one: self._sample_discrete_one(one, None),
-                                                  v),
-                          {**(values or {}), **kwargs})
+        return self._call(
+            "discrete_mode",
+            lambda v: self._batched(lambda one: self._sample_discrete_one(one, None), v),
+            {**(values or {}), **kwargs},
+        )
 
     def _sample_discrete_one(self, values: Mapping[str, Any], key: jax.Array | None) -> Values:
         """A joint draw of the discrete variables given ``values``, or with ``key=None`` the mode."""
@@ -421,12 +461,17 @@ class JointDistributionCoroutine:
         def chain(d, v):
             return d.posterior_mode(v) if key is None else d.posterior_sample(v, seed=plate_key)
 
-        draws = [{**{n: jnp.asarray(v) for n, v in s.path_values.items() if n not in values},
-                  **s.plates.sample(plate_key),
-                  **{k: chain(d, v) for k, (d, v) in s.chains.items()}}
-                 for s in scorers]
-        return _in_model_order(scorers[0], {n: jnp.stack([d[n] for d in draws])[which]
-                                            for n in draws[0]})
+        draws = [
+            {
+                **{n: jnp.asarray(v) for n, v in s.path_values.items() if n not in values},
+                **s.plates.sample(plate_key),
+                **{k: chain(d, v) for k, (d, v) in s.chains.items()},
+            }
+            for s in scorers
+        ]
+        return _in_model_order(
+            scorers[0], {n: jnp.stack([d[n] for d in draws])[which] for n in draws[0]}
+        )
 
     def _discrete_posterior_one(self, values: Mapping[str, Any]) -> Values:
         scorers = self._score_paths(values)
@@ -436,14 +481,17 @@ class JointDistributionCoroutine:
         path_names = [n for n in scorers[0].path_values if n not in values]
         for name in path_names:
             support = enum.support_values(
-                next(s.distribution for s in scorers[0].sites if s.name == name), name)
+                next(s.distribution for s in scorers[0].sites if s.name == name), name
+            )
             probs = jnp.zeros(len(support), weights.dtype)
             for w, s in zip(weights, scorers):
                 probs = probs + w * (jnp.asarray(support) == s.path_values[name])
             out[name] = probs
         for w, s in zip(weights, scorers):
-            found = {**s.plates.responsibilities(),
-                     **{k: _marginals_of(d, v) for k, (d, v) in s.chains.items()}}
+            found = {
+                **s.plates.responsibilities(),
+                **{k: _marginals_of(d, v) for k, (d, v) in s.chains.items()},
+            }
             for name, probs in found.items():
                 out[name] = out.get(name, 0.0) + w * probs
         return _in_model_order(scorers[0], out)

@@ -37,8 +37,9 @@ class RelabelWarning(UserWarning):
     """The relabelling did not settle, or its result does not fit the model."""
 
 
-def component_axes(samples: Mapping[str, np.ndarray],
-                   components: Mapping[str, int] | Sequence[str]) -> dict[str, tuple[int, int]]:
+def component_axes(
+    samples: Mapping[str, np.ndarray], components: Mapping[str, int] | Sequence[str]
+) -> dict[str, tuple[int, int]]:
     """name -> (non-negative axis in one draw's shape, K), checked against the draws
     ``samples`` (name -> ``(chain, draw, ...)``)."""
     if isinstance(components, str):
@@ -48,38 +49,52 @@ def component_axes(samples: Mapping[str, np.ndarray],
     elif isinstance(components, Sequence):
         items = [(name, 0) for name in components]
     else:
-        raise TypeError(f"relabel: components must be a mapping name -> axis or a sequence of "
-                        f"names; got {type(components).__name__}")
+        raise TypeError(
+            f"relabel: components must be a mapping name -> axis or a sequence of "
+            f"names; got {type(components).__name__}"
+        )
     if not items:
-        raise ValueError(f"relabel: components is empty; name the variables indexed by the "
-                         f"mixture component (the posterior's variables: "
-                         f"{list(samples)})")
+        raise ValueError(
+            f"relabel: components is empty; name the variables indexed by the "
+            f"mixture component (the posterior's variables: "
+            f"{list(samples)})"
+        )
     axes: dict[str, tuple[int, int]] = {}
     for name, axis in items:
         if name not in samples:
-            raise ValueError(f"relabel: unknown variable {name!r} in components; the posterior's "
-                             f"variables: {list(samples)}")
+            raise ValueError(
+                f"relabel: unknown variable {name!r} in components; the posterior's "
+                f"variables: {list(samples)}"
+            )
         shape = np.shape(samples[name])[2:]
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise TypeError(f"relabel: the axis of {name!r} must be an integer; got {axis!r}")
         if not -len(shape) <= axis < len(shape):
-            what = "is a scalar in each draw (shape ())" if not shape else \
-                f"has per-draw shape {shape} (axes {-len(shape)} to {len(shape) - 1})"
+            what = (
+                "is a scalar in each draw (shape ())"
+                if not shape
+                else f"has per-draw shape {shape} (axes {-len(shape)} to {len(shape) - 1})"
+            )
             raise ValueError(f"relabel: axis {axis} of {name!r} is out of range: {name!r} {what}")
         axis = int(axis) % len(shape)
         axes[name] = (axis, shape[axis])
     sizes = {k: v[1] for k, v in axes.items()}
     if len(set(sizes.values())) > 1:
-        listing = ", ".join(f"{k!r} has {k_} along axis {axes[k][0]} (per-draw shape "
-                            f"{np.shape(samples[k])[2:]})" for k, k_ in sizes.items())
-        raise ValueError(f"relabel: the component axes must all have the same length K; "
-                         f"{listing}")
+        listing = ", ".join(
+            f"{k!r} has {k_} along axis {axes[k][0]} (per-draw shape {np.shape(samples[k])[2:]})"
+            for k, k_ in sizes.items()
+        )
+        raise ValueError(f"relabel: the component axes must all have the same length K; {listing}")
     return axes
 
 
-def _reference(samples: Mapping[str, np.ndarray], lp: np.ndarray | None, axes: Mapping[str, tuple[int, int]],
-               flat: Mapping[str, np.ndarray],
-               reference: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+def _reference(
+    samples: Mapping[str, np.ndarray],
+    lp: np.ndarray | None,
+    axes: Mapping[str, tuple[int, int]],
+    flat: Mapping[str, np.ndarray],
+    reference: Mapping[str, Any] | None,
+) -> dict[str, np.ndarray]:
     """The starting reference as name -> array ``(K, rest)``."""
     if reference is None:
         if lp is not None and np.any(np.isfinite(lp)):
@@ -90,15 +105,19 @@ def _reference(samples: Mapping[str, np.ndarray], lp: np.ndarray | None, axes: M
     missing = [k for k in axes if k not in reference]
     extra = [k for k in reference if k not in axes]
     if missing or extra:
-        raise ValueError(f"relabel: reference needs one draw's value of each variable in "
-                         f"components {list(axes)}; missing {missing}, unexpected {extra}")
+        raise ValueError(
+            f"relabel: reference needs one draw's value of each variable in "
+            f"components {list(axes)}; missing {missing}, unexpected {extra}"
+        )
     out = {}
     for name, (axis, num_labels) in axes.items():
         value = np.asarray(reference[name], dtype=np.float64)
         shape = np.shape(samples[name])[2:]
         if value.shape != shape:
-            raise ValueError(f"relabel: reference value of {name!r} has shape {value.shape}; "
-                             f"expected one draw's shape {shape}")
+            raise ValueError(
+                f"relabel: reference value of {name!r} has shape {value.shape}; "
+                f"expected one draw's shape {shape}"
+            )
         out[name] = np.moveaxis(value, axis, 0).reshape(num_labels, -1)
     return out
 
@@ -111,8 +130,12 @@ def _floored_sd(x: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(sd) & (sd > floor), sd, floor)
 
 
-def _best_permutations(flat: Mapping[str, np.ndarray], centre: Mapping[str, np.ndarray],
-                       scale: Mapping[str, np.ndarray], perms: np.ndarray) -> np.ndarray:
+def _best_permutations(
+    flat: Mapping[str, np.ndarray],
+    centre: Mapping[str, np.ndarray],
+    scale: Mapping[str, np.ndarray],
+    perms: np.ndarray,
+) -> np.ndarray:
     """For each draw, the row of ``perms`` with the least loss (the first among equals)."""
     num_draws, num_labels = next(iter(flat.values())).shape[:2]
     width = sum(x.shape[2] for x in flat.values())
@@ -146,18 +169,22 @@ def _permute_along(value: np.ndarray, permutations: np.ndarray, axis: int) -> np
     return np.moveaxis(np.take_along_axis(moved, index, axis=2), 2, axis)
 
 
-
-
 def check_max_iterations(max_iterations: Any) -> None:
-    if not isinstance(max_iterations, (int, np.integer)) or isinstance(max_iterations, bool) \
-            or max_iterations < 1:
-        raise ValueError(f"relabel: max_iterations must be an integer >= 1; "
-                         f"got {max_iterations!r}")
+    if (
+        not isinstance(max_iterations, (int, np.integer))
+        or isinstance(max_iterations, bool)
+        or max_iterations < 1
+    ):
+        raise ValueError(f"relabel: max_iterations must be an integer >= 1; got {max_iterations!r}")
 
 
-def pivot_permutations(samples: Mapping[str, np.ndarray], axes: Mapping[str, tuple[int, int]],
-                       lp: np.ndarray | None, reference: Mapping[str, Any] | None,
-                       max_iterations: int) -> tuple[np.ndarray, int]:
+def pivot_permutations(
+    samples: Mapping[str, np.ndarray],
+    axes: Mapping[str, tuple[int, int]],
+    lp: np.ndarray | None,
+    reference: Mapping[str, Any] | None,
+    max_iterations: int,
+) -> tuple[np.ndarray, int]:
     """The permutation of every draw, ``(chain, draw, K)``, and the passes it took.
 
     Alternates the best permutation of every draw given a centre and scale per element, and the
@@ -170,10 +197,12 @@ def pivot_permutations(samples: Mapping[str, np.ndarray], axes: Mapping[str, tup
             f"relabel: K = {num_labels} components; relabelling scores all K! = "
             f"{math.factorial(num_labels)} label permutations of every draw, which is too many; "
             f"at most K = {MAX_COMPONENTS} is supported (or give the model an ordering "
-            f"constraint, e.g. tfd.Ordered)")
+            f"constraint, e.g. tfd.Ordered)"
+        )
     leading = np.shape(next(iter(samples.values())))[:2]
-    flat = {name: x.reshape((-1,) + x.shape[2:])
-            for name, x in _components_first(samples, axes).items()}  # (draws, K, rest)
+    flat = {
+        name: x.reshape((-1,) + x.shape[2:]) for name, x in _components_first(samples, axes).items()
+    }  # (draws, K, rest)
     centre = _reference(samples, lp, axes, flat, reference)
     scale = {name: _floored_sd(x) for name, x in flat.items()}
 
@@ -194,20 +223,29 @@ def pivot_permutations(samples: Mapping[str, np.ndarray], axes: Mapping[str, tup
         warnings.warn(
             f"relabel: the permutations of the draws still changed after max_iterations="
             f"{max_iterations} passes; the labelling may not be settled (raise max_iterations)",
-            RelabelWarning, stacklevel=3)
+            RelabelWarning,
+            stacklevel=3,
+        )
     return chosen.reshape(tuple(leading) + (num_labels,)), iterations
 
 
-def permute_draws(samples: Mapping[str, np.ndarray], axes: Mapping[str, tuple[int, int]],
-                  permutations: np.ndarray) -> dict[str, np.ndarray]:
+def permute_draws(
+    samples: Mapping[str, np.ndarray], axes: Mapping[str, tuple[int, int]], permutations: np.ndarray
+) -> dict[str, np.ndarray]:
     """``samples`` with each variable in ``axes`` permuted draw by draw along its axis."""
-    return {name: _permute_along(np.asarray(value), permutations, axes[name][0] + 2)
-            if name in axes else value for name, value in samples.items()}
+    return {
+        name: _permute_along(np.asarray(value), permutations, axes[name][0] + 2)
+        if name in axes
+        else value
+        for name, value in samples.items()
+    }
 
 
-def symmetric_components(log_density: Callable[[Mapping[str, Any]], float],
-                         draw: Mapping[str, np.ndarray], sizes: Sequence[int]
-                         ) -> dict[str, tuple[int, int]]:
+def symmetric_components(
+    log_density: Callable[[Mapping[str, Any]], float],
+    draw: Mapping[str, np.ndarray],
+    sizes: Sequence[int],
+) -> dict[str, tuple[int, int]]:
     """The variables whose component axis the model is symmetric in: name -> (axis, K).
 
     For each number of components ``K`` in ``sizes`` (the support sizes of the model's free
@@ -225,8 +263,10 @@ def symmetric_components(log_density: Callable[[Mapping[str, Any]], float],
 
     def symmetric(axes):
         for perm in _generators(next(iter(axes.values()))[1]):
-            moved = {k: np.take(np.asarray(v), perm, axis=axes[k][0]) if k in axes else v
-                     for k, v in draw.items()}
+            moved = {
+                k: np.take(np.asarray(v), perm, axis=axes[k][0]) if k in axes else v
+                for k, v in draw.items()
+            }
             if not abs(float(log_density(moved)) - base) <= tolerance:
                 return False
         return True
@@ -254,8 +294,9 @@ def _generators(k: int) -> list[np.ndarray]:
     return [swap] if k == 2 else [swap, np.roll(np.arange(k), 1)]
 
 
-def chain_labellings(samples: Mapping[str, np.ndarray], axes: Mapping[str, tuple[int, int]],
-                     reference_chain: int) -> np.ndarray:
+def chain_labellings(
+    samples: Mapping[str, np.ndarray], axes: Mapping[str, tuple[int, int]], reference_chain: int
+) -> np.ndarray:
     """For each chain, the permutation ``p`` (``new[k] = old[p[k]]``) that best matches its mean
     per component with the reference chain's, ``(chain, K)``; the identity when it already does.
 
@@ -280,8 +321,9 @@ def chain_labellings(samples: Mapping[str, np.ndarray], axes: Mapping[str, tuple
     return out
 
 
-def _components_first(samples: Mapping[str, np.ndarray], axes: Mapping[str, tuple[int, int]]
-                      ) -> dict[str, np.ndarray]:
+def _components_first(
+    samples: Mapping[str, np.ndarray], axes: Mapping[str, tuple[int, int]]
+) -> dict[str, np.ndarray]:
     """Each variable in ``axes`` as ``(chain, draw, K, rest)`` in float64."""
     out = {}
     for name, (axis, num_labels) in axes.items():

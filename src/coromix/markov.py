@@ -67,6 +67,7 @@ _SMALL_K = 8
 # helpers
 # --------------------------------------------------------------------------------------------
 
+
 def default_parallel() -> bool:
     """True when JAX's default backend is an accelerator (``gpu``/``tpu``), where the
     parallel-in-time scan wins; False on CPU, where the sequential recursion is faster."""
@@ -81,8 +82,9 @@ def _prepare(log_init, log_trans, log_obs):
     """Promote to one float dtype and check shapes; returns (arrays..., T, K, time_varying)."""
     log_init, log_trans, log_obs = promote_floats(log_init, log_trans, log_obs)
     if log_obs.ndim != 2:
-        raise ValueError(f"log_obs must have shape [T, K]; got {log_obs.shape} "
-                         "(use jax.vmap for batches)")
+        raise ValueError(
+            f"log_obs must have shape [T, K]; got {log_obs.shape} (use jax.vmap for batches)"
+        )
     T, K = log_obs.shape
     if T < 1 or K < 1:
         raise ValueError(f"log_obs must have T >= 1 steps and K >= 1 states; got {log_obs.shape}")
@@ -93,8 +95,10 @@ def _prepare(log_init, log_trans, log_obs):
     elif log_trans.shape == (T - 1, K, K):
         time_varying = True
     else:
-        raise ValueError(f"log_trans must have shape [K, K] = [{K}, {K}] or [T-1, K, K] = "
-                         f"[{T - 1}, {K}, {K}]; got {log_trans.shape}")
+        raise ValueError(
+            f"log_trans must have shape [K, K] = [{K}, {K}] or [T-1, K, K] = "
+            f"[{T - 1}, {K}, {K}]; got {log_trans.shape}"
+        )
     return log_init, log_trans, log_obs, T, K, time_varying
 
 
@@ -160,6 +164,7 @@ def _safe_log(x):
 # sequential forward filter and backward smoother (probability space, normalized per step)
 # --------------------------------------------------------------------------------------------
 
+
 def _seq_filter(log_init, log_trans, log_obs, time_varying, keep_messages):
     r"""Scaled forward recursion.
 
@@ -176,11 +181,11 @@ def _seq_filter(log_init, log_trans, log_obs, time_varying, keep_messages):
     """
     T = log_obs.shape[0]
     dtype = log_obs.dtype
-    b, m = _scaled_exp(log_obs, axes=(1,))                 # [T, K], [T]
+    b, m = _scaled_exp(log_obs, axes=(1,))  # [T, K], [T]
     if time_varying:
-        A, a = _scaled_exp(log_trans, axes=(1, 2))          # [T-1, K, K], [T-1]
+        A, a = _scaled_exp(log_trans, axes=(1, 2))  # [T-1, K, K], [T-1]
     else:
-        A, a = _scaled_exp(log_trans, axes=(0, 1))          # [K, K], []
+        A, a = _scaled_exp(log_trans, axes=(0, 1))  # [K, K], []
     p0, i0 = _scaled_exp(log_init, axes=(0,))
     u0 = p0 * b[0]
     s0 = jnp.sum(u0)
@@ -251,15 +256,16 @@ def _seq_smooth(alpha, log_trans, time_varying):
 # parallel-in-time (associative scan over log-space matrices)
 # --------------------------------------------------------------------------------------------
 
+
 def _log_matmul(X, Y):
     r"""Batched log-space product :math:`C_{ij} = \log\sum_k \exp(X_{ik} + Y_{kj})`."""
     K = X.shape[-1]
     if K <= _SMALL_K:
-        Z = X[..., :, :, None] + Y[..., None, :, :]            # [..., i, k, j]
+        Z = X[..., :, :, None] + Y[..., None, :, :]  # [..., i, k, j]
         mz = _finite_or_zero(jnp.max(Z, axis=-2, keepdims=True))
         return jnp.log(jnp.sum(jnp.exp(Z - mz), axis=-2)) + mz[..., 0, :]
-    mx = _finite_or_zero(jnp.max(X, axis=-1, keepdims=True))   # row max of X  [..., i, 1]
-    my = _finite_or_zero(jnp.max(Y, axis=-2, keepdims=True))   # col max of Y  [..., 1, j]
+    mx = _finite_or_zero(jnp.max(X, axis=-1, keepdims=True))  # row max of X  [..., i, 1]
+    my = _finite_or_zero(jnp.max(Y, axis=-2, keepdims=True))  # col max of Y  [..., 1, j]
     return jnp.log(jnp.exp(X - mx) @ jnp.exp(Y - my)) + mx + my
 
 
@@ -316,7 +322,7 @@ def _par_filter(log_init, log_trans, log_obs, time_varying):
     """Returns ``(log_likelihood, log alpha_hat [T, K])`` (log filtered marginals) by a prefix scan."""
     N, s = _log_elements(log_init, log_trans, log_obs, time_varying)
     P, sp = lax.associative_scan(_combine, (N, s))
-    rows = P[:, 0, :]                                          # [T, K]
+    rows = P[:, 0, :]  # [T, K]
     log_lik = jax.nn.logsumexp(rows[-1]) + sp[-1]
     return log_lik, rows - _finite_or_zero(jax.nn.logsumexp(rows, axis=-1, keepdims=True))
 
@@ -329,10 +335,10 @@ def _par_smooth(log_alpha, log_trans, log_obs, time_varying):
     Returns ``(gamma [T, K], xi [T-1, K, K])``."""
     T, K = log_obs.shape
     N, _ = _log_elements(jnp.zeros((K,), log_obs.dtype), log_trans, log_obs, time_varying)
-    Nt = N[1:]                                                 # [T-1, K, K]
+    Nt = N[1:]  # [T-1, K, K]
     S, _ = lax.associative_scan(_combine_reversed, (Nt[::-1], jnp.zeros((T - 1,), N.dtype)))
-    S = S[::-1]                                                # S[t-1] = E_t ... E_{T-1}
-    log_beta = jax.nn.logsumexp(S, axis=-1)                    # [T-1, K]: beta_{t-1}, t=1..T-1
+    S = S[::-1]  # S[t-1] = E_t ... E_{T-1}
+    log_beta = jax.nn.logsumexp(S, axis=-1)  # [T-1, K]: beta_{t-1}, t=1..T-1
     log_beta = jnp.concatenate([log_beta, jnp.zeros((1, K), N.dtype)], axis=0)
     log_beta = log_beta - _finite_or_zero(jnp.max(log_beta, axis=-1, keepdims=True))
     gamma = _safe_softmax(log_alpha + log_beta, axis=-1)
@@ -344,6 +350,7 @@ def _par_smooth(log_alpha, log_trans, log_obs, time_varying):
 # --------------------------------------------------------------------------------------------
 # forward_log_likelihood with a custom VJP
 # --------------------------------------------------------------------------------------------
+
 
 @partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _log_lik(log_init, log_trans, log_obs, time_varying, parallel):
@@ -361,8 +368,9 @@ def _log_lik_fwd(log_init, log_trans, log_obs, time_varying, parallel):
     if parallel:
         value, messages = _par_filter(log_init, log_trans, log_obs, time_varying)
     else:
-        value, messages = _seq_filter(log_init, log_trans, log_obs, time_varying,
-                                      keep_messages=True)
+        value, messages = _seq_filter(
+            log_init, log_trans, log_obs, time_varying, keep_messages=True
+        )
     return value, (log_init, log_trans, log_obs, messages)
 
 
@@ -371,8 +379,9 @@ def _log_lik_bwd(time_varying, parallel, res, g):
     if log_obs.shape[0] == 1:
         gamma0 = _safe_softmax(log_init + log_obs[0])
         return g * gamma0, jnp.zeros_like(log_trans), g * gamma0[None]
-    gamma, d_trans = _marginals(log_init, log_trans, log_obs, time_varying, parallel, messages,
-                                pairwise=True)
+    gamma, d_trans = _marginals(
+        log_init, log_trans, log_obs, time_varying, parallel, messages, pairwise=True
+    )
     return g * gamma[0], g * d_trans, g * gamma
 
 
@@ -404,7 +413,9 @@ def _marginals(log_init, log_trans, log_obs, time_varying, parallel, messages, p
 
 
 @partial(jax.jit, static_argnames=("parallel",))
-def forward_log_likelihood(log_init, log_trans, log_obs, parallel: bool | None = False) -> jax.Array:
+def forward_log_likelihood(
+    log_init, log_trans, log_obs, parallel: bool | None = False
+) -> jax.Array:
     r"""Log marginal likelihood of a hidden Markov chain, all state paths summed out exactly.
 
     .. math::
@@ -447,6 +458,7 @@ def forward_log_likelihood(log_init, log_trans, log_obs, parallel: bool | None =
 # posterior marginals, mode and samples
 # --------------------------------------------------------------------------------------------
 
+
 @partial(jax.jit, static_argnames=("parallel",))
 def posterior_marginals(log_init, log_trans, log_obs, parallel: bool | None = False) -> jax.Array:
     r"""Smoothed marginals :math:`\gamma_t(k) = p(z_t = k\mid y_{1:T})`, shape ``[T, K]``.
@@ -465,8 +477,9 @@ def posterior_marginals(log_init, log_trans, log_obs, parallel: bool | None = Fa
         _, messages = _par_filter(log_init, log_trans, log_obs, time_varying)
     else:
         _, messages = _seq_filter(log_init, log_trans, log_obs, time_varying, keep_messages=True)
-    gamma, _ = _marginals(log_init, log_trans, log_obs, time_varying, parallel, messages,
-                          pairwise=False)
+    gamma, _ = _marginals(
+        log_init, log_trans, log_obs, time_varying, parallel, messages, pairwise=False
+    )
     return gamma
 
 
@@ -497,7 +510,7 @@ def posterior_mode(log_init, log_trans, log_obs) -> jax.Array:
             lo_t, lt_t = x
         else:
             lo_t, lt_t = x, log_trans
-        scores = delta[:, None] + lt_t                         # [from, to]
+        scores = delta[:, None] + lt_t  # [from, to]
         psi = jnp.argmax(scores, axis=0).astype(jnp.int32)
         delta = shift(jnp.max(scores, axis=0) + lo_t)
         return delta, psi
@@ -514,8 +527,14 @@ def posterior_mode(log_init, log_trans, log_obs) -> jax.Array:
     return jnp.concatenate([path, z_T[None]])
 
 
-def posterior_sample(key, log_init, log_trans, log_obs, sample_shape: int | Sequence[int] = (),
-                     parallel: bool | None = False) -> jax.Array:
+def posterior_sample(
+    key,
+    log_init,
+    log_trans,
+    log_obs,
+    sample_shape: int | Sequence[int] = (),
+    parallel: bool | None = False,
+) -> jax.Array:
     r"""Exact draws of the whole path from :math:`p(z_{1:T}\mid y_{1:T})`, ``int32
     sample_shape + [T]``, by forward filtering, backward sampling:
 
@@ -526,8 +545,14 @@ def posterior_sample(key, log_init, log_trans, log_obs, sample_shape: int | Sequ
     All ``prod(sample_shape)`` paths share one forward pass; the backward pass draws them together.
     ``key`` is a JAX PRNG key (or an int seed).
     """
-    return _posterior_sample(as_key(key), log_init, log_trans, log_obs, as_shape(sample_shape),
-                             _resolve_parallel(parallel))
+    return _posterior_sample(
+        as_key(key),
+        log_init,
+        log_trans,
+        log_obs,
+        as_shape(sample_shape),
+        _resolve_parallel(parallel),
+    )
 
 
 @partial(jax.jit, static_argnums=(4, 5))
@@ -541,7 +566,7 @@ def _posterior_sample(key, log_init, log_trans, log_obs, sample_shape, parallel)
     else:
         _, alpha = _seq_filter(log_init, log_trans, log_obs, time_varying, keep_messages=True)
         log_alpha = _safe_log(alpha)
-    u = jax.random.uniform(key, (T, n), log_obs.dtype)        # one uniform per draw and step
+    u = jax.random.uniform(key, (T, n), log_obs.dtype)  # one uniform per draw and step
     z_T = categorical_from_uniform(jnp.broadcast_to(log_alpha[-1], (n, K)), u[-1])
     if T == 1:
         return z_T.reshape(sample_shape + (1,))
@@ -551,11 +576,11 @@ def _posterior_sample(key, log_init, log_trans, log_obs, sample_shape, parallel)
             u_t, la, lt_next = x
         else:
             (u_t, la), lt_next = x, log_trans
-        logits = la[None, :] + lt_next[:, z].T                 # [n, K]
+        logits = la[None, :] + lt_next[:, z].T  # [n, K]
         z_prev = categorical_from_uniform(logits, u_t)
         return z_prev, z_prev
 
     xs = (u[:-1], log_alpha[:-1], log_trans) if time_varying else (u[:-1], log_alpha[:-1])
-    _, zs = lax.scan(back, z_T, xs, reverse=True)              # [T-1, n]
-    paths = jnp.concatenate([zs, z_T[None]], axis=0).T         # [n, T]
+    _, zs = lax.scan(back, z_T, xs, reverse=True)  # [T-1, n]
+    paths = jnp.concatenate([zs, z_T[None]], axis=0).T  # [n, T]
     return paths.reshape(sample_shape + (T,))

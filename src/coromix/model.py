@@ -49,14 +49,18 @@ class Values(dict):
             raise AttributeError(f"no variable named {name!r}; variables: {list(self)}") from None
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}: {getattr(v, 'dtype', type(v).__name__)}{list(np.shape(v))}"
-                          for k, v in self.items())
+        inner = ", ".join(
+            f"{k}: {getattr(v, 'dtype', type(v).__name__)}{list(np.shape(v))}"
+            for k, v in self.items()
+        )
         return f"Values({inner})"
 
 
 jax.tree_util.register_pytree_node(
-    Values, lambda v: (tuple(v.values()), tuple(v.keys())),
-    lambda keys, vals: Values(zip(keys, vals)))
+    Values,
+    lambda v: (tuple(v.values()), tuple(v.keys())),
+    lambda keys, vals: Values(zip(keys, vals)),
+)
 
 
 class Site(NamedTuple):
@@ -94,8 +98,12 @@ def _yield_info(code, lasti: int) -> tuple[str | None, bool, int]:
             target = ins.argval if ins.opname in _STORE_OPS else None
             break
     # A backward jump over the yield means a loop; JUMP_BACKWARD_NO_INTERRUPT is `yield from`'s own.
-    in_loop = any("BACKWARD" in ins.opname and "NO_INTERRUPT" not in ins.opname
-                  and ins.argval <= lasti < ins.offset for ins in instructions)
+    in_loop = any(
+        "BACKWARD" in ins.opname
+        and "NO_INTERRUPT" not in ins.opname
+        and ins.argval <= lasti < ins.offset
+        for ins in instructions
+    )
     return target, in_loop, line
 
 
@@ -125,7 +133,8 @@ class _Namer:
             if dist.name in self.explicit or dist.name in self.plain:
                 raise ModelDefinitionError(
                     f"two variables are named {dist.name!r} (the second at line {line}); "
-                    f"names must be unique")
+                    f"names must be unique"
+                )
             self.explicit.add(dist.name)
             return dist.name
         if target is None:
@@ -139,7 +148,8 @@ class _Namer:
                 first = self.plain[target]
                 raise ModelDefinitionError(
                     f"variable {target!r} is assigned by two yields (in {first[0]}() line {first[1]} "
-                    f"and in {where[0]}() line {where[1]}); rename one or pass name=")
+                    f"and in {where[0]}() line {where[1]}); rename one or pass name="
+                )
             self.plain[target] = where
             name = target
         if name in self.explicit:
@@ -157,7 +167,8 @@ def run(model_fn: Callable[[], Any], handler: Handler) -> list[Site]:
     if not inspect.isgenerator(gen):
         raise ModelDefinitionError(
             f"the model must be a generator function (its body yields distributions); calling it "
-            f"returned {type(gen).__name__}")
+            f"returned {type(gen).__name__}"
+        )
     namer = _Namer()
     sites: list[Site] = []
     send = None
@@ -170,7 +181,8 @@ def run(model_fn: Callable[[], Any], handler: Handler) -> list[Site]:
             if not isinstance(dist, Distribution):
                 raise ModelDefinitionError(
                     f"the model yielded a {type(dist).__name__} after {len(sites)} variable(s); "
-                    f"a model yields coromix distributions only")
+                    f"a model yields coromix distributions only"
+                )
             name = namer(gen, dist)
             send = handler(name, dist)
             sites.append(Site(name, dist, send))

@@ -40,14 +40,18 @@ class PinnedModel:
         shapes = joint.event_shapes()
         for k, v in arrays.items():
             if v.shape != shapes[k].shape:
-                raise ValueError(f"observed value for {k!r} has shape {v.shape}; pin() takes one "
-                                 f"draw's shape {shapes[k].shape}")
+                raise ValueError(
+                    f"observed value for {k!r} has shape {v.shape}; pin() takes one "
+                    f"draw's shape {shapes[k].shape}"
+                )
         self.observed = arrays
         self._parameters: dict[str, tuple[tuple[int, ...], Any]] | None = None
 
     def __repr__(self) -> str:
-        return (f"PinnedModel({self.joint.name}, observed={list(self.observed)}, "
-                f"parameters={list(self.parameter_shapes)})")
+        return (
+            f"PinnedModel({self.joint.name}, observed={list(self.observed)}, "
+            f"parameters={list(self.parameter_shapes)})"
+        )
 
     @property
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -56,6 +60,7 @@ class PinnedModel:
 
     def _parameter_info(self):
         if self._parameters is None:
+
             def trace(key):
                 draw = self.joint._sample_one(key, self.observed)
                 info = Values()
@@ -80,8 +85,10 @@ class PinnedModel:
         missing = [k for k in names if k not in values]
         extra = [k for k in values if k not in names]
         if missing or extra:
-            raise ValueError(f"expected values for the free continuous variables {list(names)}; "
-                             f"missing {missing}, unexpected {extra}")
+            raise ValueError(
+                f"expected values for the free continuous variables {list(names)}; "
+                f"missing {missing}, unexpected {extra}"
+            )
         return dict(values)
 
     def unnormalized_log_prob(self, values: Mapping[str, Any]) -> jax.Array:
@@ -108,14 +115,14 @@ class PinnedModel:
         """
         return self.unconstrained_log_prior_and_prob(unconstrained)[0]
 
-    def unconstrained_log_prior_and_prob(self, unconstrained: Mapping[str, Any]
-                                         ) -> tuple[jax.Array, jax.Array]:
+    def unconstrained_log_prior_and_prob(
+        self, unconstrained: Mapping[str, Any]
+    ) -> tuple[jax.Array, jax.Array]:
         """``(unconstrained_log_prior(u), unconstrained_log_prob(u))`` from one run of the model."""
         u = self._split(unconstrained)
         scorers = self.joint._score_paths(self.observed, u)
         observed = list(self.observed)
-        prior = jnp.stack([s.plates.log_density(leave_out=observed) + s.path_mask
-                           for s in scorers])
+        prior = jnp.stack([s.plates.log_density(leave_out=observed) + s.path_mask for s in scorers])
         joint = jnp.stack([s.log_density() for s in scorers])
         return jax.nn.logsumexp(prior), jax.nn.logsumexp(joint)
 
@@ -129,8 +136,13 @@ class PinnedModel:
         """Inverse of :meth:`to_constrained`."""
         values = self._split(values)
         scorer = self.joint._score_paths({**self.observed, **values})[0]
-        return {s.name: transforms.biject_to(s.distribution.support).inverse(jnp.asarray(values[s.name]))
-                for s in scorer.sites if s.name in values}
+        return {
+            s.name: transforms.biject_to(s.distribution.support).inverse(
+                jnp.asarray(values[s.name])
+            )
+            for s in scorer.sites
+            if s.name in values
+        }
 
     def prior_draw(self, seed: Any = None) -> dict[str, jax.Array]:
         """A draw of the parameters from the prior (given the observed values), unconstrained."""
@@ -142,5 +154,7 @@ class PinnedModel:
         key = as_key(seed)
         info = self._parameter_info()
         keys = jax.random.split(key, max(len(info), 1))
-        return {k: jax.random.uniform(kk, shape, dtype, -radius, radius)
-                for kk, (k, (shape, dtype)) in zip(keys, info.items())}
+        return {
+            k: jax.random.uniform(kk, shape, dtype, -radius, radius)
+            for kk, (k, (shape, dtype)) in zip(keys, info.items())
+        }

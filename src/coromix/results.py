@@ -26,8 +26,15 @@ if TYPE_CHECKING:
     from coromix.joint import JointDistributionCoroutine
 
 #: Sampler statistics per draw, with ArviZ's standard names.
-SAMPLE_STATS = ("diverging", "tree_depth", "n_steps", "acceptance_rate", "energy", "step_size",
-                "lp")
+SAMPLE_STATS = (
+    "diverging",
+    "tree_depth",
+    "n_steps",
+    "acceptance_rate",
+    "energy",
+    "step_size",
+    "lp",
+)
 
 # Numbers of discrete posterior computed in one vectorized chunk of draws (bounds the memory used).
 _CHUNK_ELEMENTS = 2**22
@@ -51,19 +58,24 @@ class Posterior:
         attrs: settings and timings of the fit (stored in the NetCDF file).
     """
 
-    def __init__(self, samples: Mapping[str, Any], *,
-                 unconstrained: Mapping[str, Any] | None = None,
-                 sample_stats: Mapping[str, Any] | None = None,
-                 observed: Mapping[str, Any] | None = None,
-                 model: JointDistributionCoroutine | None = None,
-                 attrs: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        samples: Mapping[str, Any],
+        *,
+        unconstrained: Mapping[str, Any] | None = None,
+        sample_stats: Mapping[str, Any] | None = None,
+        observed: Mapping[str, Any] | None = None,
+        model: JointDistributionCoroutine | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ):
         self.samples = Values((k, np.asarray(v)) for k, v in samples.items())
         if not self.samples:
             raise ValueError("a Posterior needs at least one sampled variable")
         shapes = {k: v.shape[:2] for k, v in self.samples.items()}
         if len(set(shapes.values())) != 1 or any(len(s) != 2 for s in shapes.values()):
-            raise ValueError(f"every sampled variable needs the same leading (chain, draw) dims; "
-                             f"got {shapes}")
+            raise ValueError(
+                f"every sampled variable needs the same leading (chain, draw) dims; got {shapes}"
+            )
         self.unconstrained = Values((k, np.asarray(v)) for k, v in (unconstrained or {}).items())
         stats = dict(sample_stats or {})
         order = [k for k in SAMPLE_STATS if k in stats]
@@ -111,8 +123,9 @@ class Posterior:
     # --- quantities derived per draw ------------------------------------------------------------
     def _need_model(self, what: str) -> JointDistributionCoroutine:
         if self.model is None:
-            raise ValueError(f"{what} needs the model; load the file with "
-                             f"Posterior.load(path, model=jd)")
+            raise ValueError(
+                f"{what} needs the model; load the file with Posterior.load(path, model=jd)"
+            )
         return self.model
 
     def _with_observed(self, draw: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
@@ -129,7 +142,8 @@ class Posterior:
         if self._discrete_posterior is None:
             model = self._need_model("the discrete posterior")
             self._discrete_posterior = _per_draw(
-                lambda draw, _: model.discrete_posterior(self._with_observed(draw)), self.samples)
+                lambda draw, _: model.discrete_posterior(self._with_observed(draw)), self.samples
+            )
         return self._discrete_posterior
 
     def sample_discrete(self, seed: Any = 0) -> Values:
@@ -143,9 +157,11 @@ class Posterior:
             z = post.sample_discrete(seed=1)["z"]      # (chain, draw, N): a component per point
         """
         model = self._need_model("sampling the discrete variables")
-        return _per_draw(lambda draw, key: model.sample_discrete(self._with_observed(draw),
-                                                                 seed=key),
-                         self.samples, seed)
+        return _per_draw(
+            lambda draw, key: model.sample_discrete(self._with_observed(draw), seed=key),
+            self.samples,
+            seed,
+        )
 
     def discrete_mode(self) -> Values:
         """The most probable discrete values per draw (the Viterbi path for chains of regimes).
@@ -157,8 +173,9 @@ class Posterior:
             path = post.discrete_mode()["y_states"]   # (chain, draw, T): Viterbi path per draw
         """
         model = self._need_model("the most probable discrete values")
-        return _per_draw(lambda draw, _: model.discrete_mode(self._with_observed(draw)),
-                         self.samples)
+        return _per_draw(
+            lambda draw, _: model.discrete_mode(self._with_observed(draw)), self.samples
+        )
 
     def log_likelihood(self) -> Values:
         """Pointwise log-likelihood of the observed variables at every draw (computed once, kept).
@@ -180,9 +197,11 @@ class Posterior:
                 model = self._need_model("the log-likelihood")
                 names = list(self.observed)
                 self._log_likelihood = _per_draw(
-                    lambda draw, _: model.pointwise_log_likelihood(self._with_observed(draw),
-                                                                   observed=names),
-                    self.samples)
+                    lambda draw, _: model.pointwise_log_likelihood(
+                        self._with_observed(draw), observed=names
+                    ),
+                    self.samples,
+                )
         return self._log_likelihood
 
     def posterior_predictive(self, num_draws: int | None = None, seed: Any = 0) -> Values:
@@ -199,19 +218,25 @@ class Posterior:
             post = cm.nuts(model, observed={"y": y})
             y_rep = post.posterior_predictive(num_draws=100)["y"]   # (4, 100, N)
         """
-        if num_draws is not None and (not isinstance(num_draws, (int, np.integer))
-                                      or num_draws < 1):
+        if num_draws is not None and (
+            not isinstance(num_draws, (int, np.integer)) or num_draws < 1
+        ):
             raise ValueError(f"num_draws must be None or an integer >= 1; got {num_draws!r}")
         count = self.num_draws if num_draws is None else min(num_draws, self.num_draws)
         kept = self._predictive_settings
         fresh = (count, seed if isinstance(seed, (int, np.integer)) else id(seed))
         # replicas read from a file serve any request for that many draws
-        if not (self._posterior_predictive is not None and kept is not None
-                and kept[0] == count and kept[1] in (fresh[1], "file")):
+        if not (
+            self._posterior_predictive is not None
+            and kept is not None
+            and kept[0] == count
+            and kept[1] in (fresh[1], "file")
+        ):
             model = self._need_model("the posterior predictive")
             if not self.observed:
-                raise ValueError("the posterior predictive draws the observed variables, and "
-                                 "this fit has none")
+                raise ValueError(
+                    "the posterior predictive draws the observed variables, and this fit has none"
+                )
             names = list(self.observed)
 
             def replicate(draw, key):
@@ -261,12 +286,16 @@ class Posterior:
             if self.model is not None:
                 model = self.model
                 draw = self._best_draw()
-                sizes = [np.shape(p)[-1] for p in
-                         model.discrete_posterior(self._with_observed(draw)).values()]
+                sizes = [
+                    np.shape(p)[-1]
+                    for p in model.discrete_posterior(self._with_observed(draw)).values()
+                ]
                 if sizes:
                     found = labels.symmetric_components(
                         lambda values: model.log_prob(self._with_observed(values)),
-                        {k: np.asarray(v) for k, v in draw.items()}, sizes)
+                        {k: np.asarray(v) for k, v in draw.items()},
+                        sizes,
+                    )
                     self._component_axes = {k: a for k, (a, _) in found.items()}
         return dict(self._component_axes)
 
@@ -274,13 +303,18 @@ class Posterior:
         lp = self.sample_stats.get("lp")
         index = (0, 0)
         if lp is not None and np.any(np.isfinite(lp)):
-            index = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(lp), lp, np.nan))),
-                                     lp.shape)
+            index = np.unravel_index(
+                int(np.nanargmax(np.where(np.isfinite(lp), lp, np.nan))), lp.shape
+            )
         return {k: jnp.asarray(v[index]) for k, v in self.samples.items()}
 
-    def relabel(self, components: Mapping[str, int] | Sequence[str] | None = None, *,
-                reference: Mapping[str, Any] | None = None,
-                max_iterations: int = 20) -> Posterior:
+    def relabel(
+        self,
+        components: Mapping[str, int] | Sequence[str] | None = None,
+        *,
+        reference: Mapping[str, Any] | None = None,
+        max_iterations: int = 20,
+    ) -> Posterior:
         """The draws with one labelling of the mixture components; see :func:`coromix.relabel`.
 
         With ``components=None`` the component variables are found from the model
@@ -297,23 +331,34 @@ class Posterior:
                     "relabel: found no variables whose component axis the model is symmetric in "
                     "(the model has no free discrete variable, its components are ordered or "
                     "their priors differ, or no model is attached); name them with components=, "
-                    f"e.g. {{'mu': 0}}; the posterior's variables: {list(self.samples)}")
+                    f"e.g. {{'mu': 0}}; the posterior's variables: {list(self.samples)}"
+                )
         axes = labels.component_axes(self.samples, components)
         permutations, iterations = labels.pivot_permutations(
-            self.samples, axes, self.sample_stats.get("lp"), reference, max_iterations)
+            self.samples, axes, self.sample_stats.get("lp"), reference, max_iterations
+        )
         samples = Values(labels.permute_draws(self.samples, axes, permutations))
-        attrs = {**self.attrs, "relabelled": "pivot",
-                 "relabel_components": ",".join(f"{k}:{a}" for k, (a, _) in axes.items()),
-                 "relabel_iterations": iterations}
-        result = Posterior(samples, unconstrained=self._unconstrained_of(samples),
-                           sample_stats=self.sample_stats, observed=self.observed,
-                           model=self.model, attrs=attrs)
+        attrs = {
+            **self.attrs,
+            "relabelled": "pivot",
+            "relabel_components": ",".join(f"{k}:{a}" for k, (a, _) in axes.items()),
+            "relabel_iterations": iterations,
+        }
+        result = Posterior(
+            samples,
+            unconstrained=self._unconstrained_of(samples),
+            sample_stats=self.sample_stats,
+            observed=self.observed,
+            model=self.model,
+            attrs=attrs,
+        )
         result.permutations = permutations
         return result
 
     # --- ArviZ ----------------------------------------------------------------------------------
-    def to_arviz(self, *, discrete_posterior: bool = True,
-                 log_likelihood: bool = True) -> arviz.InferenceData:
+    def to_arviz(
+        self, *, discrete_posterior: bool = True, log_likelihood: bool = True
+    ) -> arviz.InferenceData:
         """An ``arviz.InferenceData`` with the groups
 
         * ``posterior``, ``unconstrained_posterior``, ``sample_stats``, ``observed_data``;
@@ -339,14 +384,15 @@ class Posterior:
             groups["discrete_posterior"] = probs
             dims["discrete_posterior"] = {
                 name: [f"{name}_dim_{i}" for i in range(p.ndim - 3)] + [f"{name}_support"]
-                for name, p in probs.items()}
+                for name, p in probs.items()
+            }
         if self._posterior_predictive is not None:
             groups["posterior_predictive"] = self._posterior_predictive
         if self._prior_predictive is not None:
-            groups["prior"] = {k: v for k, v in self._prior_predictive.items()
-                               if k in self.samples}
-            groups["prior_predictive"] = {k: v for k, v in self._prior_predictive.items()
-                                          if k in self.observed}
+            groups["prior"] = {k: v for k, v in self._prior_predictive.items() if k in self.samples}
+            groups["prior_predictive"] = {
+                k: v for k, v in self._prior_predictive.items() if k in self.observed
+            }
         return _arviz.inference_data(groups, dims=dims, attrs=self._netcdf_attrs())
 
     def summary(self, **kwargs: Any) -> pd.DataFrame:
@@ -356,8 +402,7 @@ class Posterior:
         """
         return _arviz.summary(self.samples, **kwargs)
 
-    def convergence_warnings(self, *, max_rhat: float = 1.01,
-                             min_ess: float = 400) -> list[str]:
+    def convergence_warnings(self, *, max_rhat: float = 1.01, min_ess: float = 400) -> list[str]:
         """Reasons not to trust the draws yet, each a sentence naming the variables involved.
 
         Checks the largest R-hat of each variable (needs two chains or more), its smallest bulk
@@ -371,21 +416,24 @@ class Posterior:
                 f"R-hat above {max_rhat} for {_listing(high, '.3f')}: the chains have not mixed; "
                 f"run more warmup and draws, or reparametrize the model. If chains sit in "
                 f"different modes of a mixture (swapped component labels), relabel the draws "
-                f"(post.relabel()) or order the components (tfd.Ordered)")
+                f"(post.relabel()) or order the components (tfd.Ordered)"
+            )
             messages += self._mode_messages()
         low = {k: e for k, (_, e) in diagnostics.items() if e < min_ess}
         if low:
             messages.append(
                 f"bulk effective sample size below {min_ess:g} for {_listing(low, '.0f')} "
                 f"({self.num_chains} chains x {self.num_draws} draws): means and quantiles are "
-                f"imprecise; draw more samples")
+                f"imprecise; draw more samples"
+            )
         if self.num_divergences:
             target = self.attrs.get("target_accept")
             hint = "raise target_accept" + (f" (now {target:g})" if target is not None else "")
             messages.append(
                 f"{self.num_divergences} of {self.num_chains * self.num_draws} transitions "
                 f"diverged after warmup: the draws may miss part of the posterior; {hint} or "
-                f"reparametrize the model")
+                f"reparametrize the model"
+            )
         return messages
 
     def _mode_messages(self) -> list[str]:
@@ -402,14 +450,18 @@ class Posterior:
                 sizes = {k: np.shape(self.samples[k])[2:][a] for k, a in axes.items()}
                 found = {k: (a, sizes[k]) for k, a in axes.items()}
                 perms = labels.chain_labellings(self.samples, found, best)
-                switched = [c for c in range(self.num_chains)
-                            if not np.array_equal(perms[c], np.arange(len(perms[c])))]
+                switched = [
+                    c
+                    for c in range(self.num_chains)
+                    if not np.array_equal(perms[c], np.arange(len(perms[c])))
+                ]
                 if switched:
                     messages.append(
                         f"label switching: chain(s) {_and(switched)} sit in another labelling "
                         f"of the mixture components than chain {best} (the model is symmetric "
                         f"in {_and(list(axes))}, so these are the same posterior with the "
-                        f"labels permuted); post.relabel() gives all draws one labelling")
+                        f"labels permuted); post.relabel() gives all draws one labelling"
+                    )
         if chain_lp is not None and np.all(np.isfinite(chain_lp)):
             spread = float(np.sqrt(np.mean(np.var(lp, axis=1))))
             gap = chain_lp[best] - chain_lp
@@ -419,7 +471,8 @@ class Posterior:
                 messages.append(
                     f"minor mode: {listing} than chain {best} in mean log density: stuck in a "
                     f"mode with far less posterior mass; leave those chains out or refit (the "
-                    f"default init='mode' starts every chain in the dominant mode)")
+                    f"default init='mode' starts every chain in the dominant mode)"
+                )
         return messages
 
     # --- files ----------------------------------------------------------------------------------
@@ -440,23 +493,30 @@ class Posterior:
                 raise ValueError(
                     f"{path} holds a fit of model {attrs.get('model', '?')!r} with variables "
                     f"{list(groups['posterior'])}; the model given, {model.name!r}, has "
-                    f"{names}: give the model the file was fitted with")
-        posterior = cls(groups["posterior"],
-                        unconstrained=groups.get("unconstrained_posterior"),
-                        sample_stats=groups.get("sample_stats"),
-                        observed=groups.get("observed_data"),
-                        model=model, attrs=attrs)
-        for group, attribute in [("discrete_posterior", "_discrete_posterior"),
-                                 ("log_likelihood", "_log_likelihood"),
-                                 ("posterior_predictive", "_posterior_predictive")]:
+                    f"{names}: give the model the file was fitted with"
+                )
+        posterior = cls(
+            groups["posterior"],
+            unconstrained=groups.get("unconstrained_posterior"),
+            sample_stats=groups.get("sample_stats"),
+            observed=groups.get("observed_data"),
+            model=model,
+            attrs=attrs,
+        )
+        for group, attribute in [
+            ("discrete_posterior", "_discrete_posterior"),
+            ("log_likelihood", "_log_likelihood"),
+            ("posterior_predictive", "_posterior_predictive"),
+        ]:
             if group in groups:
                 setattr(posterior, attribute, Values(groups[group]))
         if "posterior_predictive" in groups:
             some = next(iter(groups["posterior_predictive"].values()))
             posterior._predictive_settings = (some.shape[1], "file")
         if "prior" in groups or "prior_predictive" in groups:
-            posterior._prior_predictive = Values({**groups.get("prior", {}),
-                                                  **groups.get("prior_predictive", {})})
+            posterior._prior_predictive = Values(
+                {**groups.get("prior", {}), **groups.get("prior_predictive", {})}
+            )
         return posterior
 
     def _unconstrained_of(self, samples: Mapping[str, np.ndarray]) -> Values:
@@ -467,24 +527,34 @@ class Posterior:
         names = list(pinned.parameter_shapes)
         missing = [k for k in names if k not in samples]
         if missing:
-            raise ValueError(f"relabel: the posterior lacks draws of the model's parameters "
-                             f"{missing} (model {self.model.name!r}); cannot map the relabelled "
-                             f"draws to unconstrained space")
-        mapped = _per_draw(lambda draw, _: pinned.to_unconstrained(draw),
-                           {k: samples[k] for k in names})
+            raise ValueError(
+                f"relabel: the posterior lacks draws of the model's parameters "
+                f"{missing} (model {self.model.name!r}); cannot map the relabelled "
+                f"draws to unconstrained space"
+            )
+        mapped = _per_draw(
+            lambda draw, _: pinned.to_unconstrained(draw), {k: samples[k] for k in names}
+        )
         order = list(self.unconstrained) or list(samples)
         order += [k for k in names if k not in order]
         out = Values((k, mapped[k]) for k in order if k in mapped)
         # values the model cannot map (an ordered vector no longer increasing), unless they were so
         # before relabelling already
-        bad = [k for k, v in out.items() if not np.all(np.isfinite(v))
-               and (k not in self.unconstrained or np.all(np.isfinite(self.unconstrained[k])))]
+        bad = [
+            k
+            for k, v in out.items()
+            if not np.all(np.isfinite(v))
+            and (k not in self.unconstrained or np.all(np.isfinite(self.unconstrained[k])))
+        ]
         if bad:
             warnings.warn(
                 f"relabel: after relabelling, {bad} fall outside the support the model gives them "
                 f"(no finite unconstrained value): the model is not symmetric in these labels (an "
                 f"ordering constraint, or priors that differ by component), so the relabelled draws "
-                f"are not draws of its posterior", labels.RelabelWarning, stacklevel=3)
+                f"are not draws of its posterior",
+                labels.RelabelWarning,
+                stacklevel=3,
+            )
         return out
 
     def _netcdf_attrs(self) -> dict[str, Any]:
@@ -495,14 +565,17 @@ class Posterior:
 
     def __repr__(self) -> str:
         name = self.model.name if self.model is not None else self.attrs.get("model", "?")
-        header = (f"Posterior({name}: {self.num_chains} chains x {self.num_draws} draws, "
-                  f"{self.num_divergences} divergences)")
+        header = (
+            f"Posterior({name}: {self.num_chains} chains x {self.num_draws} draws, "
+            f"{self.num_divergences} divergences)"
+        )
         lines = [header]
         width = max(len(k) for k in self.samples)
         for k, v in self.samples.items():
             mean, sd = v.mean(axis=(0, 1)), v.std(axis=(0, 1))
-            lines.append(f"  {k:<{width}}  shape {v.shape[2:]!s:<8} mean {_brief(mean)}  "
-                         f"sd {_brief(sd)}")
+            lines.append(
+                f"  {k:<{width}}  shape {v.shape[2:]!s:<8} mean {_brief(mean)}  sd {_brief(sd)}"
+            )
         return "\n".join(lines)
 
 
@@ -523,8 +596,11 @@ def _brief(x: np.ndarray, limit: int = 4) -> str:
     return f"[{shown}{', ...' if flat.size > limit else ''}]"
 
 
-def _per_draw(fn: Callable[[dict[str, jax.Array], jax.Array], Mapping[str, jax.Array]],
-              samples: Mapping[str, np.ndarray], seed: Any = None) -> Values:
+def _per_draw(
+    fn: Callable[[dict[str, jax.Array], jax.Array], Mapping[str, jax.Array]],
+    samples: Mapping[str, np.ndarray],
+    seed: Any = None,
+) -> Values:
     """``fn(draw, key)`` at every ``(chain, draw)``, vectorized over chunks of draws.
 
     The chunk size bounds the memory used; the result keeps the leading ``(chain, draw)`` dims.
@@ -539,5 +615,6 @@ def _per_draw(fn: Callable[[dict[str, jax.Array], jax.Array], Mapping[str, jax.A
     per_draw = sum(math.prod(s.shape) for s in shapes.values())
     batch_size = max(1, min(total, _CHUNK_ELEMENTS // max(per_draw, 1)))
     out = jax.jit(lambda f, k: jax.lax.map(lambda a: fn(*a), (f, k), batch_size=batch_size))(
-        flat, keys)
+        flat, keys
+    )
     return Values((k, np.asarray(v).reshape(leading + v.shape[1:])) for k, v in out.items())

@@ -85,8 +85,9 @@ def _matrix_dim(n: int, diagonal: bool) -> int:
 
 def _check_event(shape: Shape, ndim: int, what: str) -> None:
     if len(shape) < ndim:
-        raise ValueError(f"{what} needs at least {ndim} trailing event dimension(s); "
-                         f"got shape {shape}")
+        raise ValueError(
+            f"{what} needs at least {ndim} trailing event dimension(s); got shape {shape}"
+        )
 
 
 # --- base class -------------------------------------------------------------------------------
@@ -102,8 +103,10 @@ class Transform:
         jax.tree_util.register_pytree_node(cls, cls._tree_flatten, cls._tree_unflatten)
 
     def _tree_flatten(self):
-        return (tuple(getattr(self, n) for n in self.leaf_names),
-                tuple(getattr(self, n) for n in self.static_names))
+        return (
+            tuple(getattr(self, n) for n in self.leaf_names),
+            tuple(getattr(self, n) for n in self.static_names),
+        )
 
     @classmethod
     def _tree_unflatten(cls, aux, children):
@@ -176,7 +179,7 @@ class IdentityTransform(Transform):
     def forward_log_det_jacobian(self, y):
         y = _as_float(y)
         _check_event(y.shape, self._event_ndim, "IdentityTransform")
-        return jnp.zeros(y.shape[:y.ndim - self._event_ndim], y.dtype)
+        return jnp.zeros(y.shape[: y.ndim - self._event_ndim], y.dtype)
 
 
 class ExpTransform(Transform):
@@ -315,8 +318,9 @@ class StickBreakingTransform(Transform):
         _check_event(x.shape, 1, "StickBreakingTransform")
         # y_k = logit(x_k / sum_{j>=k} x_j) + log(K-1-k) = log x_k - log(sum_{j>k} x_j) + log(K-1-k)
         tail = _reverse_cumsum(x)
-        return (jnp.log(x[..., :-1]) - jnp.log(tail[..., 1:])
-                + self._offset(x.shape[-1] - 1, x.dtype))
+        return (
+            jnp.log(x[..., :-1]) - jnp.log(tail[..., 1:]) + self._offset(x.shape[-1] - 1, x.dtype)
+        )
 
     def forward_log_det_jacobian(self, y):
         y = _as_float(y)
@@ -476,7 +480,7 @@ class LowerCholeskyTransform(Transform):
         y = _as_float(y)
         _check_event(y.shape, 1, "LowerCholeskyTransform")
         d = _matrix_dim(y.shape[-1], diagonal=True)
-        return jnp.sum(y[..., d * (d - 1) // 2:], axis=-1)
+        return jnp.sum(y[..., d * (d - 1) // 2 :], axis=-1)
 
     def unconstrained_shape(self, constrained_shape):
         _check_event(tuple(constrained_shape), 2, "LowerCholeskyTransform")
@@ -498,8 +502,10 @@ class IndependentTransform(Transform):
 
     def __init__(self, base: Transform, reinterpreted_batch_ndims: int):
         if reinterpreted_batch_ndims < 0:
-            raise ValueError("IndependentTransform: reinterpreted_batch_ndims must be >= 0; got "
-                             f"{reinterpreted_batch_ndims}")
+            raise ValueError(
+                "IndependentTransform: reinterpreted_batch_ndims must be >= 0; got "
+                f"{reinterpreted_batch_ndims}"
+            )
         self.base = base
         self.reinterpreted_batch_ndims = int(reinterpreted_batch_ndims)
 
@@ -534,12 +540,16 @@ class IndependentTransform(Transform):
 def biject_to(constraint: constraints.Constraint) -> Transform:
     """The transform from unconstrained reals onto ``constraint`` (TypeError: discrete/unknown)."""
     if not isinstance(constraint, constraints.Constraint):
-        raise TypeError(f"biject_to needs a coromix constraint; got {constraint!r} "
-                        f"({type(constraint).__name__})")
+        raise TypeError(
+            f"biject_to needs a coromix constraint; got {constraint!r} "
+            f"({type(constraint).__name__})"
+        )
     if constraint.is_discrete:
-        raise TypeError(f"no bijection onto the discrete support '{constraint}' "
-                        f"({type(constraint).__name__}): discrete variables are enumerated "
-                        "(summed out), not sampled on unconstrained space")
+        raise TypeError(
+            f"no bijection onto the discrete support '{constraint}' "
+            f"({type(constraint).__name__}): discrete variables are enumerated "
+            "(summed out), not sampled on unconstrained space"
+        )
     if isinstance(constraint, constraints.Independent):
         base = biject_to(constraint.base)
         r = constraint.reinterpreted_batch_ndims
@@ -562,8 +572,9 @@ def biject_to(constraint: constraints.Constraint) -> Transform:
     for kind, make in simple:
         if isinstance(constraint, kind):
             return make()
-    raise TypeError(f"no bijection is known onto the support '{constraint}' "
-                    f"({type(constraint).__name__})")
+    raise TypeError(
+        f"no bijection is known onto the support '{constraint}' ({type(constraint).__name__})"
+    )
 
 
 __all__ = [

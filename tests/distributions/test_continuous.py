@@ -52,42 +52,79 @@ def _u(rng, low, high, shape):
 # Parameter ranges keep the 4th moment finite (heavy tails: StudentT df > 4, InverseGamma
 # concentration > 4) so that the sample-variance check has a meaningful standard error.
 SCALAR = {
-    "HalfNormal": (HalfNormal,
-                   lambda r: {"scale": _u(r, 0.5, 2.0, (3, 4))},
-                   lambda p: st.halfnorm(scale=p["scale"]), -1.0),
-    "LogNormal": (LogNormal,
-                  lambda r: {"loc": r.normal(0, 0.5, (3, 1)), "scale": _u(r, 0.2, 0.6, (4,))},
-                  lambda p: st.lognorm(s=p["scale"], scale=np.exp(p["loc"])), -1.0),
-    "StudentT": (StudentT,
-                 lambda r: {"df": _u(r, 8.0, 15.0, (4,)), "loc": r.normal(0, 1, (3, 1)),
-                            "scale": _u(r, 0.5, 2.0, (4,))},
-                 lambda p: st.t(p["df"], loc=p["loc"], scale=p["scale"]), None),
-    "Cauchy": (Cauchy,
-               lambda r: {"loc": r.normal(0, 1, (3, 1)), "scale": _u(r, 0.5, 2.0, (4,))},
-               lambda p: st.cauchy(loc=p["loc"], scale=p["scale"]), None),
-    "HalfCauchy": (HalfCauchy,
-                   lambda r: {"loc": r.normal(0, 1, (3, 1)), "scale": _u(r, 0.5, 2.0, (4,))},
-                   lambda p: st.halfcauchy(loc=p["loc"], scale=p["scale"]), -10.0),
-    "Laplace": (Laplace,
-                lambda r: {"loc": r.normal(0, 1, (3, 1)), "scale": _u(r, 0.5, 2.0, (4,))},
-                lambda p: st.laplace(loc=p["loc"], scale=p["scale"]), None),
-    "Exponential": (Exponential,
-                    lambda r: {"rate": _u(r, 0.5, 3.0, (3, 4))},
-                    lambda p: st.expon(scale=1 / p["rate"]), -1.0),
-    "Gamma": (Gamma,
-              lambda r: {"concentration": _u(r, 0.5, 5.0, (3, 1)), "rate": _u(r, 0.5, 3.0, (4,))},
-              lambda p: st.gamma(p["concentration"], scale=1 / p["rate"]), -1.0),
-    "InverseGamma": (InverseGamma,
-                     lambda r: {"concentration": _u(r, 9.0, 14.0, (3, 1)),
-                                "scale": _u(r, 0.5, 3.0, (4,))},
-                     lambda p: st.invgamma(p["concentration"], scale=p["scale"]), -1.0),
-    "Beta": (Beta,
-             lambda r: {"concentration1": _u(r, 0.5, 4.0, (3, 1)),
-                        "concentration0": _u(r, 0.5, 4.0, (4,))},
-             lambda p: st.beta(p["concentration1"], p["concentration0"]), 1.5),
-    "Uniform": (Uniform,
-                lambda r: {"low": _u(r, -2.0, 0.0, (3, 1)), "high": _u(r, 0.5, 2.0, (4,))},
-                lambda p: st.uniform(loc=p["low"], scale=p["high"] - p["low"]), 5.0),
+    "HalfNormal": (
+        HalfNormal,
+        lambda r: {"scale": _u(r, 0.5, 2.0, (3, 4))},
+        lambda p: st.halfnorm(scale=p["scale"]),
+        -1.0,
+    ),
+    "LogNormal": (
+        LogNormal,
+        lambda r: {"loc": r.normal(0, 0.5, (3, 1)), "scale": _u(r, 0.2, 0.6, (4,))},
+        lambda p: st.lognorm(s=p["scale"], scale=np.exp(p["loc"])),
+        -1.0,
+    ),
+    "StudentT": (
+        StudentT,
+        lambda r: {
+            "df": _u(r, 8.0, 15.0, (4,)),
+            "loc": r.normal(0, 1, (3, 1)),
+            "scale": _u(r, 0.5, 2.0, (4,)),
+        },
+        lambda p: st.t(p["df"], loc=p["loc"], scale=p["scale"]),
+        None,
+    ),
+    "Cauchy": (
+        Cauchy,
+        lambda r: {"loc": r.normal(0, 1, (3, 1)), "scale": _u(r, 0.5, 2.0, (4,))},
+        lambda p: st.cauchy(loc=p["loc"], scale=p["scale"]),
+        None,
+    ),
+    "HalfCauchy": (
+        HalfCauchy,
+        lambda r: {"loc": r.normal(0, 1, (3, 1)), "scale": _u(r, 0.5, 2.0, (4,))},
+        lambda p: st.halfcauchy(loc=p["loc"], scale=p["scale"]),
+        -10.0,
+    ),
+    "Laplace": (
+        Laplace,
+        lambda r: {"loc": r.normal(0, 1, (3, 1)), "scale": _u(r, 0.5, 2.0, (4,))},
+        lambda p: st.laplace(loc=p["loc"], scale=p["scale"]),
+        None,
+    ),
+    "Exponential": (
+        Exponential,
+        lambda r: {"rate": _u(r, 0.5, 3.0, (3, 4))},
+        lambda p: st.expon(scale=1 / p["rate"]),
+        -1.0,
+    ),
+    "Gamma": (
+        Gamma,
+        lambda r: {"concentration": _u(r, 0.5, 5.0, (3, 1)), "rate": _u(r, 0.5, 3.0, (4,))},
+        lambda p: st.gamma(p["concentration"], scale=1 / p["rate"]),
+        -1.0,
+    ),
+    "InverseGamma": (
+        InverseGamma,
+        lambda r: {"concentration": _u(r, 9.0, 14.0, (3, 1)), "scale": _u(r, 0.5, 3.0, (4,))},
+        lambda p: st.invgamma(p["concentration"], scale=p["scale"]),
+        -1.0,
+    ),
+    "Beta": (
+        Beta,
+        lambda r: {
+            "concentration1": _u(r, 0.5, 4.0, (3, 1)),
+            "concentration0": _u(r, 0.5, 4.0, (4,)),
+        },
+        lambda p: st.beta(p["concentration1"], p["concentration0"]),
+        1.5,
+    ),
+    "Uniform": (
+        Uniform,
+        lambda r: {"low": _u(r, -2.0, 0.0, (3, 1)), "high": _u(r, 0.5, 2.0, (4,))},
+        lambda p: st.uniform(loc=p["low"], scale=p["high"] - p["low"]),
+        5.0,
+    ),
 }
 HEAVY_TAILED = {"Cauchy", "HalfCauchy"}  # no finite moments: checked through quantiles only
 
@@ -157,10 +194,12 @@ def check_jit_vmap_grad(dist, values, expected, precision, value_fd=True):
         return out
 
     for k, (leaf, g) in enumerate(zip(leaves, grads)):
+
         def rebuild(x, k=k):
             new = list(leaves)
             new[k] = jnp.asarray(x)
             return _jit_vmap_grad(jax.tree_util.tree_unflatten(tree, new), values)[2]
+
         for i, d in fd(leaf, rebuild):
             np.testing.assert_allclose(np.asarray(g).flat[i], d, rtol=1e-6, atol=1e-7)
     if value_fd:
@@ -185,8 +224,9 @@ def test_scalar_family_against_scipy(name, precision):
     lp = dist.log_prob(jnp.asarray(values))
     assert lp.shape == (2, 3, 4)
     _assert_dtype(lp, precision)
-    np.testing.assert_allclose(np.asarray(lp, np.float64), expected,
-                               rtol=RTOL[precision], atol=ATOL[precision])
+    np.testing.assert_allclose(
+        np.asarray(lp, np.float64), expected, rtol=RTOL[precision], atol=ATOL[precision]
+    )
     # jit, vmap, grad (Uniform's density is flat in the value: derivative and difference are 0)
     check_jit_vmap_grad(dist, values, expected, precision)
     # closed-form moments
@@ -226,23 +266,26 @@ def check_sampling(dist, ref, heavy_tailed, precision):
 def test_edge_cases(precision):
     """At the edge of a closed support the log density is the density's limit, as in scipy;
     NaN where a moment is undefined, inf where it diverges (as TFP / scipy)."""
-    cases = [(HalfNormal(1.5), st.halfnorm(scale=1.5), 0.0),
-             (Exponential(2.0), st.expon(scale=0.5), 0.0),
-             (HalfCauchy(1.0, 2.0), st.halfcauchy(1.0, 2.0), 1.0),
-             (Gamma(1.0, 2.0), st.gamma(1.0, scale=0.5), 0.0),
-             (Gamma(2.0, 2.0), st.gamma(2.0, scale=0.5), 0.0),
-             (Gamma(0.5, 2.0), st.gamma(0.5, scale=0.5), 0.0),
-             (Beta(1.0, 2.0), st.beta(1.0, 2.0), 0.0),
-             (Beta(2.0, 0.5), st.beta(2.0, 0.5), 1.0),
-             (Uniform(-1.0, 2.0), st.uniform(-1.0, 3.0), -1.0),
-             (Uniform(-1.0, 2.0), st.uniform(-1.0, 3.0), 2.0),
-             (LogNormal(0.0, 1.0), st.lognorm(1.0), 0.0),
-             (InverseGamma(2.0, 1.0), st.invgamma(2.0), 0.0)]
+    cases = [
+        (HalfNormal(1.5), st.halfnorm(scale=1.5), 0.0),
+        (Exponential(2.0), st.expon(scale=0.5), 0.0),
+        (HalfCauchy(1.0, 2.0), st.halfcauchy(1.0, 2.0), 1.0),
+        (Gamma(1.0, 2.0), st.gamma(1.0, scale=0.5), 0.0),
+        (Gamma(2.0, 2.0), st.gamma(2.0, scale=0.5), 0.0),
+        (Gamma(0.5, 2.0), st.gamma(0.5, scale=0.5), 0.0),
+        (Beta(1.0, 2.0), st.beta(1.0, 2.0), 0.0),
+        (Beta(2.0, 0.5), st.beta(2.0, 0.5), 1.0),
+        (Uniform(-1.0, 2.0), st.uniform(-1.0, 3.0), -1.0),
+        (Uniform(-1.0, 2.0), st.uniform(-1.0, 3.0), 2.0),
+        (LogNormal(0.0, 1.0), st.lognorm(1.0), 0.0),
+        (InverseGamma(2.0, 1.0), st.invgamma(2.0), 0.0),
+    ]
     for dist, ref, x in cases:
-        np.testing.assert_allclose(float(dist.log_prob(x)), ref.logpdf(x), rtol=1e-6,
-                                   err_msg=repr(dist))
+        np.testing.assert_allclose(
+            float(dist.log_prob(x)), ref.logpdf(x), rtol=1e-6, err_msg=repr(dist)
+        )
     t = StudentT(jnp.array([0.5, 1.5, 3.0]), 1.0, 2.0)
-    np.testing.assert_array_equal(t.mean(), [np.nan, 1.0, 1.0])   # scipy says inf for df <= 1
+    np.testing.assert_array_equal(t.mean(), [np.nan, 1.0, 1.0])  # scipy says inf for df <= 1
     np.testing.assert_allclose(t.variance(), st.t([0.5, 1.5, 3.0], 1.0, 2.0).var(), rtol=1e-6)
     ig = InverseGamma(jnp.array([0.5, 1.5, 3.0]), 2.0)
     ref = st.invgamma([0.5, 1.5, 3.0], scale=2.0)
@@ -252,7 +295,8 @@ def test_edge_cases(precision):
     assert np.all(np.isinf(HalfCauchy().mean())) and np.all(np.isinf(HalfCauchy().variance()))
     # gradients of the defined moments stay finite next to undefined ones
     g = jax.grad(lambda df: jnp.sum(jnp.where(df > 2, StudentT(df, 0.0, 1.0).variance(), 0.0)))(
-        jnp.array([1.5, 3.0]))
+        jnp.array([1.5, 3.0])
+    )
     assert np.all(np.isfinite(np.asarray(g)))
 
 
@@ -278,10 +322,14 @@ def _dirichlet_setup(precision):
     x = np.stack([rng.dirichlet(a, size=2) for a in alpha.astype(np.float64)], axis=1)
     x = x.astype(precision).astype(np.float64)
     x[..., -1] = 1 - x[..., :-1].sum(-1)
-    expected = np.array([[st.dirichlet(alpha[j].astype(np.float64)).logpdf(x[i, j])
-                          for j in range(3)] for i in range(2)])
-    x[1, 0] = [-0.1, 0.3, 0.3, 0.5]    # a negative coordinate
-    x[1, 1] = [0.1, 0.2, 0.3, 0.2]     # does not sum to 1
+    expected = np.array(
+        [
+            [st.dirichlet(alpha[j].astype(np.float64)).logpdf(x[i, j]) for j in range(3)]
+            for i in range(2)
+        ]
+    )
+    x[1, 0] = [-0.1, 0.3, 0.3, 0.5]  # a negative coordinate
+    x[1, 1] = [0.1, 0.2, 0.3, 0.2]  # does not sum to 1
     expected[1, :2] = -np.inf
     return Dirichlet(jnp.asarray(alpha)), x, expected
 
@@ -294,8 +342,9 @@ def test_dirichlet_against_scipy(precision):
     _assert_dtype(lp, precision)
     # float32: the last coordinate is re-rounded after the exact float64 renormalization.
     rtol = RTOL[precision] if precision == "float64" else 2e-5
-    np.testing.assert_allclose(np.asarray(lp, np.float64), expected, rtol=rtol,
-                               atol=ATOL[precision])
+    np.testing.assert_allclose(
+        np.asarray(lp, np.float64), expected, rtol=rtol, atol=ATOL[precision]
+    )
     # values must stay on the simplex: no finite differences in the values
     check_jit_vmap_grad(dist, x.astype(precision), expected, precision, value_fd=False)
     # moments and sampling
@@ -331,8 +380,15 @@ def _mvn_setup(precision, negative_diag=False):
     x = rng.normal(0, 1.5, (2, 3, 4, d)).astype(precision)
     loc64, tril64, x64 = (a.astype(np.float64) for a in (loc, tril, x))
     cov = tril64 @ np.swapaxes(tril64, -1, -2)
-    expected = np.array([[[st.multivariate_normal(loc64[i, 0], cov[j]).logpdf(x64[s, i, j])
-                           for j in range(4)] for i in range(3)] for s in range(2)])
+    expected = np.array(
+        [
+            [
+                [st.multivariate_normal(loc64[i, 0], cov[j]).logpdf(x64[s, i, j]) for j in range(4)]
+                for i in range(3)
+            ]
+            for s in range(2)
+        ]
+    )
     return MultivariateNormalTriL(jnp.asarray(loc), jnp.asarray(tril)), x, expected, cov
 
 
@@ -344,21 +400,28 @@ def test_mvn_against_scipy(precision):
         lp = dist.log_prob(jnp.asarray(x))
         assert lp.shape == (2, 3, 4)
         _assert_dtype(lp, precision)
-        np.testing.assert_allclose(np.asarray(lp, np.float64), expected, rtol=RTOL[precision],
-                                   atol=ATOL[precision])
-        np.testing.assert_allclose(np.asarray(dist.covariance(), np.float64),
-                                   np.broadcast_to(cov, (3, 4, d, d)), rtol=1e-5)
-        np.testing.assert_allclose(np.asarray(dist.variance(), np.float64),
-                                   np.broadcast_to(np.diagonal(cov, axis1=-2, axis2=-1),
-                                                   (3, 4, d)), rtol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(lp, np.float64), expected, rtol=RTOL[precision], atol=ATOL[precision]
+        )
+        np.testing.assert_allclose(
+            np.asarray(dist.covariance(), np.float64), np.broadcast_to(cov, (3, 4, d, d)), rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            np.asarray(dist.variance(), np.float64),
+            np.broadcast_to(np.diagonal(cov, axis1=-2, axis2=-1), (3, 4, d)),
+            rtol=1e-5,
+        )
         np.testing.assert_array_equal(dist.mean(), np.broadcast_to(dist.loc, (3, 4, d)))
     check_jit_vmap_grad(dist, x, expected, precision)
     # only the lower triangle of scale_tril is used (as TFP)
     tril = np.array([[1.0, 0.0], [0.5, 2.0]])
     messy = tril + np.array([[0.0, 7.0], [0.0, 0.0]])
     v = jnp.array([0.3, -1.2])
-    np.testing.assert_allclose(MultivariateNormalTriL(jnp.zeros(2), tril).log_prob(v),
-                               MultivariateNormalTriL(jnp.zeros(2), messy).log_prob(v), rtol=1e-6)
+    np.testing.assert_allclose(
+        MultivariateNormalTriL(jnp.zeros(2), tril).log_prob(v),
+        MultivariateNormalTriL(jnp.zeros(2), messy).log_prob(v),
+        rtol=1e-6,
+    )
     # sampling: means, variances and covariances within 5 standard errors
     rng = np.random.default_rng(0)
     d = 3

@@ -32,20 +32,25 @@ def _logit(p):
 #          scipy frozen distribution from (other parameters, probability-like parameter)).
 # The probability-like parameter is passed as probs/logits (rate/log_rate for Poisson).
 CASES = {
-    "Bernoulli": (Bernoulli,
-                  lambda r: ({}, _u(r, 0.05, 0.95, (3, 4))),
-                  lambda o, p: st.bernoulli(p)),
-    "Binomial": (Binomial,
-                 lambda r: ({"total_count": r.integers(1, 20, (3, 1)).astype(float)},
-                            _u(r, 0.05, 0.95, (4,))),
-                 lambda o, p: st.binom(o["total_count"].astype(int), p)),
-    "Poisson": (Poisson,
-                lambda r: ({}, _u(r, 0.5, 10.0, (3, 4))),
-                lambda o, p: st.poisson(p)),
-    "NegativeBinomial": (NegativeBinomial,
-                         lambda r: ({"total_count": _u(r, 0.5, 10.0, (3, 1))},
-                                    _u(r, 0.1, 0.8, (4,))),
-                         lambda o, p: st.nbinom(o["total_count"], 1 - p)),
+    "Bernoulli": (
+        Bernoulli,
+        lambda r: ({}, _u(r, 0.05, 0.95, (3, 4))),
+        lambda o, p: st.bernoulli(p),
+    ),
+    "Binomial": (
+        Binomial,
+        lambda r: (
+            {"total_count": r.integers(1, 20, (3, 1)).astype(float)},
+            _u(r, 0.05, 0.95, (4,)),
+        ),
+        lambda o, p: st.binom(o["total_count"].astype(int), p),
+    ),
+    "Poisson": (Poisson, lambda r: ({}, _u(r, 0.5, 10.0, (3, 4))), lambda o, p: st.poisson(p)),
+    "NegativeBinomial": (
+        NegativeBinomial,
+        lambda r: ({"total_count": _u(r, 0.5, 10.0, (3, 1))}, _u(r, 0.1, 0.8, (4,))),
+        lambda o, p: st.nbinom(o["total_count"], 1 - p),
+    ),
 }
 KINDS = {"Poisson": ("rate", "log_rate")}
 ALL = [(name, kind) for name in sorted(CASES) for kind in KINDS.get(name, ("probs", "logits"))]
@@ -148,8 +153,9 @@ def check_jit_vmap_grad(name, dist, values, expected, precision):
             def at(x, k=k):
                 new = list(leaves)
                 new[k] = jnp.asarray(x)
-                return float(_jit_vmap_grad(jax.tree_util.tree_unflatten(tree, new),
-                                            jnp.asarray(values))[2])
+                return float(
+                    _jit_vmap_grad(jax.tree_util.tree_unflatten(tree, new), jnp.asarray(values))[2]
+                )
 
             fd = (at(up) - at(down)) / (2 * h)
             np.testing.assert_allclose(np.asarray(g).flat[i], fd, rtol=1e-6, atol=1e-7)
@@ -170,8 +176,9 @@ def check_sampling(dist, ref):
     np.testing.assert_array_less(np.abs(x.var(0, ddof=1) - var), 5 * var * np.sqrt((kurt + 2) / n))
     mode = np.floor(np.broadcast_to(ref.median(), (3, 4)))
     p_mode = ref.pmf(mode)
-    np.testing.assert_array_less(np.abs(np.mean(x == mode, 0) - p_mode),
-                                 5 * np.sqrt(p_mode * (1 - p_mode) / n) + 1e-12)
+    np.testing.assert_array_less(
+        np.abs(np.mean(x == mode, 0) - p_mode), 5 * np.sqrt(p_mode * (1 - p_mode) / n) + 1e-12
+    )
 
 
 def test_negative_binomial_is_tfp_parameterization():
@@ -186,12 +193,14 @@ def test_extreme_probabilities_and_enumeration(precision):
     """probs 0 and 1 (or huge logits) give exact 0 / -inf log pmfs, never NaN; the enumerated
     supports of Bernoulli and Binomial carry all the probability."""
     b = Bernoulli(probs=jnp.array([0.0, 1.0]))
-    np.testing.assert_array_equal(b.log_prob(jnp.array([[0], [1]])),
-                                  [[0.0, -np.inf], [-np.inf, 0.0]])
+    np.testing.assert_array_equal(
+        b.log_prob(jnp.array([[0], [1]])), [[0.0, -np.inf], [-np.inf, 0.0]]
+    )
     n = Binomial(5.0, probs=jnp.array([0.0, 1.0]))
     # log C(5, 0) = lgamma(6) - lgamma(1) - lgamma(6) is 0 up to rounding
-    np.testing.assert_allclose(n.log_prob(jnp.array([[0], [5]])),
-                               [[0.0, -np.inf], [-np.inf, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(
+        n.log_prob(jnp.array([[0], [5]])), [[0.0, -np.inf], [-np.inf, 0.0]], atol=1e-6
+    )
     b = Bernoulli(logits=jnp.array([-100.0, 100.0]))
     lp = np.asarray(b.log_prob(jnp.array([[0], [1]])))
     assert np.all(np.isfinite(lp))

@@ -92,6 +92,7 @@ def x64():
 
 # --- helpers ---------------------------------------------------------------------------------
 
+
 def random_chain(rng, K, concentration=1.0, stay=0.0):
     start = rng.dirichlet(np.full(K, 2.0))
     trans = (1 - stay) * rng.dirichlet(np.full(K, concentration), size=K) + stay * np.eye(K)
@@ -128,6 +129,7 @@ def gaussian_hmmlearn(start, trans, means, covars, covariance_type):
 
 # --- against hmmlearn ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("covariance_type,D", [("diag", 1), ("spherical", 2)])
 def test_gaussian_matches_hmmlearn(x64, covariance_type, D):
     rng = np.random.default_rng(100 + D)
@@ -137,8 +139,9 @@ def test_gaussian_matches_hmmlearn(x64, covariance_type, D):
     covars = rng.uniform(0.3, 2.0, size=(K,) if covariance_type == "spherical" else (K, D))
     ref = gaussian_hmmlearn(start, trans, means, covars, covariance_type)
     z = simulate_states(rng, start, trans, T)
-    X = means[z] + rng.normal(size=(T, D)) * np.sqrt(covars[z] if covariance_type == "diag"
-                                                      else covars[z][:, None])
+    X = means[z] + rng.normal(size=(T, D)) * np.sqrt(
+        covars[z] if covariance_type == "diag" else covars[z][:, None]
+    )
     scale = np.sqrt(covars if covariance_type == "diag" else np.repeat(covars[:, None], D, 1))
     if D == 1:
         obs, x = Normal(means[:, 0], scale[:, 0]), X[:, 0]
@@ -147,8 +150,9 @@ def test_gaussian_matches_hmmlearn(x64, covariance_type, D):
     d = HiddenMarkovModel(Categorical(probs=start), Categorical(probs=trans), obs, num_steps=T)
     assert d.event_shape == ((T,) if D == 1 else (T, D)) and d.batch_shape == ()
     np.testing.assert_allclose(float(d.log_prob(x)), ref.score(X), rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(d.posterior_marginals(x).probs), ref.predict_proba(X),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(d.posterior_marginals(x).probs), ref.predict_proba(X), atol=1e-6
+    )
     _, states = ref.decode(X, algorithm="viterbi")
     np.testing.assert_array_equal(np.asarray(d.posterior_mode(x)), states)
     np.testing.assert_array_equal(np.asarray(d.posterior_mode(x)), ref.predict(X))
@@ -163,12 +167,17 @@ def test_poisson_matches_hmmlearn(x64):
     ref.startprob_, ref.transmat_, ref.lambdas_ = start, trans, lambdas
     z = simulate_states(rng, start, trans, T)
     X = rng.poisson(lambdas[z])
-    d = HiddenMarkovModel(Categorical(probs=start), Categorical(probs=trans),
-                          independent_poisson(lambdas), num_steps=T)
+    d = HiddenMarkovModel(
+        Categorical(probs=start),
+        Categorical(probs=trans),
+        independent_poisson(lambdas),
+        num_steps=T,
+    )
     assert d.event_shape == (T, D)
     np.testing.assert_allclose(float(d.log_prob(X)), ref.score(X), rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(d.posterior_marginals(X).probs), ref.predict_proba(X),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(d.posterior_marginals(X).probs), ref.predict_proba(X), atol=1e-6
+    )
     np.testing.assert_array_equal(np.asarray(d.posterior_mode(X)), ref.decode(X)[1])
     np.testing.assert_array_equal(np.asarray(d.posterior_mode(X)), ref.predict(X))
     x = np.asarray(d.sample(500, seed=4))
@@ -182,29 +191,43 @@ def test_multivariate_normal_matches_hmmlearn_full(x64):
     K, D, T = 2, 2, 40
     start, trans = random_chain(rng, K, stay=0.5)
     means = rng.normal(scale=2.0, size=(K, D))
-    Ls = np.tril(rng.normal(size=(K, D, D)), -1) * 0.5 + np.eye(D) * rng.uniform(0.5, 1.5, (K, 1, D))
+    Ls = np.tril(rng.normal(size=(K, D, D)), -1) * 0.5 + np.eye(D) * rng.uniform(
+        0.5, 1.5, (K, 1, D)
+    )
     covars = Ls @ np.swapaxes(Ls, -1, -2)
     ref = gaussian_hmmlearn(start, trans, means, covars, "full")
     z = simulate_states(rng, start, trans, T)
     X = means[z] + np.einsum("tij,tj->ti", Ls[z], rng.normal(size=(T, D)))
-    d = HiddenMarkovModel(Categorical(probs=start), Categorical(probs=trans),
-                          MultivariateNormalTriL(means, Ls), num_steps=T)
+    d = HiddenMarkovModel(
+        Categorical(probs=start),
+        Categorical(probs=trans),
+        MultivariateNormalTriL(means, Ls),
+        num_steps=T,
+    )
     np.testing.assert_allclose(float(d.log_prob(X)), ref.score(X), rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(d.posterior_marginals(X).probs), ref.predict_proba(X),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(d.posterior_marginals(X).probs), ref.predict_proba(X), atol=1e-6
+    )
     np.testing.assert_array_equal(np.asarray(d.posterior_mode(X)), ref.decode(X)[1])
 
 
 # --- against brute force ---------------------------------------------------------------------
 
+
 def test_tfp_docstring_example():
-    d = HiddenMarkovModel(Categorical(probs=[0.8, 0.2]), Categorical(probs=[[0.7, 0.3], [0.2, 0.8]]),
-                          Normal(loc=[0.0, 15.0], scale=[5.0, 10.0]), num_steps=7)
-    np.testing.assert_allclose(np.asarray(d.mean()), [3.0, 6.0, 7.5, 8.25, 8.625, 8.8125, 8.90625],
-                               rtol=1e-5)
+    d = HiddenMarkovModel(
+        Categorical(probs=[0.8, 0.2]),
+        Categorical(probs=[[0.7, 0.3], [0.2, 0.8]]),
+        Normal(loc=[0.0, 15.0], scale=[5.0, 10.0]),
+        num_steps=7,
+    )
+    np.testing.assert_allclose(
+        np.asarray(d.mean()), [3.0, 6.0, 7.5, 8.25, 8.625, 8.8125, 8.90625], rtol=1e-5
+    )
     lo = Normal(np.array([0.0, 15.0]), np.array([5.0, 10.0])).log_prob(np.zeros((7, 1)))
-    expected, _, _ = brute_force(np.log([0.8, 0.2]), np.log([[0.7, 0.3], [0.2, 0.8]]),
-                                 np.asarray(lo, np.float64))
+    expected, _, _ = brute_force(
+        np.log([0.8, 0.2]), np.log([[0.7, 0.3], [0.2, 0.8]]), np.asarray(lo, np.float64)
+    )
     np.testing.assert_allclose(float(d.log_prob(jnp.zeros(7))), expected, rtol=1e-5)
 
 
@@ -214,14 +237,19 @@ def test_time_varying_matches_brute_force(x64, tv_trans, tv_obs):
     K, T = 3, 6
     start, _ = random_chain(rng, K)
     trans = rng.dirichlet(np.ones(K), size=(T - 1, K) if tv_trans else (K,))
-    trans[..., 0, 2] = 0.0                                     # a forbidden move
+    trans[..., 0, 2] = 0.0  # a forbidden move
     trans /= trans.sum(-1, keepdims=True)
     loc = rng.normal(size=(T, K) if tv_obs else (K,))
     scale = rng.uniform(0.5, 2.0, size=loc.shape)
     x = rng.normal(size=T)
-    d = HiddenMarkovModel(Categorical(probs=start), Categorical(probs=trans), Normal(loc, scale),
-                          num_steps=T, time_varying_transition=tv_trans,
-                          time_varying_observation=tv_obs)
+    d = HiddenMarkovModel(
+        Categorical(probs=start),
+        Categorical(probs=trans),
+        Normal(loc, scale),
+        num_steps=T,
+        time_varying_transition=tv_trans,
+        time_varying_observation=tv_obs,
+    )
     lo = -0.5 * ((x[:, None] - loc) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi)
     with np.errstate(divide="ignore"):
         total, gamma, mode = brute_force(np.log(start), np.log(trans), lo)
@@ -242,12 +270,15 @@ def test_time_varying_matches_brute_force(x64, tv_trans, tv_obs):
     locs = np.broadcast_to(loc, (T, K))
     m = (p * locs).sum(1)
     np.testing.assert_allclose(np.asarray(d.mean()), m, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(d.variance()),
-                               (p * (np.broadcast_to(scale, (T, K)) ** 2 + locs**2)).sum(1) - m**2,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(d.variance()),
+        (p * (np.broadcast_to(scale, (T, K)) ** 2 + locs**2)).sum(1) - m**2,
+        rtol=1e-12,
+    )
 
 
 # --- sampling --------------------------------------------------------------------------------
+
 
 def test_sample_shapes_and_state_frequencies(x64):
     """Well-separated components reveal the sampled states: compare their frequencies with the
@@ -255,8 +286,12 @@ def test_sample_shapes_and_state_frequencies(x64):
     rng = np.random.default_rng(30)
     K, T, n = 3, 5, 4000
     start, trans = random_chain(rng, K, stay=0.3)
-    d = HiddenMarkovModel(Categorical(probs=start), Categorical(probs=trans),
-                          Normal(loc=[0.0, 100.0, 200.0], scale=1.0), num_steps=T)
+    d = HiddenMarkovModel(
+        Categorical(probs=start),
+        Categorical(probs=trans),
+        Normal(loc=[0.0, 100.0, 200.0], scale=1.0),
+        num_steps=T,
+    )
     x = d.sample((n // 4, 4), seed=1)
     assert x.shape == (n // 4, 4, T) and x.dtype == d.dtype
     assert d.log_prob(x).shape == (n // 4, 4)
@@ -274,25 +309,32 @@ def test_sample_shapes_and_state_frequencies(x64):
 
 # --- batches, transformations ----------------------------------------------------------------
 
+
 def test_batched_parameters_broadcast(x64):
     rng = np.random.default_rng(40)
     B, K, T = 3, 2, 6
-    start = rng.dirichlet(np.ones(K), size=B)                       # [B, K]
-    trans = rng.dirichlet(np.ones(K), size=K)                       # [K, K], shared
+    start = rng.dirichlet(np.ones(K), size=B)  # [B, K]
+    trans = rng.dirichlet(np.ones(K), size=K)  # [K, K], shared
     loc = rng.normal(size=(B, K))
-    d = HiddenMarkovModel(Categorical(probs=start), Categorical(probs=trans),
-                          Normal(loc, 1.0), num_steps=T)
+    d = HiddenMarkovModel(
+        Categorical(probs=start), Categorical(probs=trans), Normal(loc, 1.0), num_steps=T
+    )
     assert d.batch_shape == (B,) and d.event_shape == (T,)
     x = rng.normal(size=(4, 1, T))
     lp = d.log_prob(x)
     assert lp.shape == (4, B)
     for b in range(B):
-        db = HiddenMarkovModel(Categorical(probs=start[b]), Categorical(probs=trans),
-                               Normal(loc[b], 1.0), num_steps=T)
-        np.testing.assert_allclose(np.asarray(lp[:, b]), np.asarray(db.log_prob(x[:, 0])),
-                                   rtol=1e-12)
-        np.testing.assert_allclose(np.asarray(d.posterior_marginals(x[0, 0]).probs[b]),
-                                   np.asarray(db.posterior_marginals(x[0, 0]).probs), atol=1e-12)
+        db = HiddenMarkovModel(
+            Categorical(probs=start[b]), Categorical(probs=trans), Normal(loc[b], 1.0), num_steps=T
+        )
+        np.testing.assert_allclose(
+            np.asarray(lp[:, b]), np.asarray(db.log_prob(x[:, 0])), rtol=1e-12
+        )
+        np.testing.assert_allclose(
+            np.asarray(d.posterior_marginals(x[0, 0]).probs[b]),
+            np.asarray(db.posterior_marginals(x[0, 0]).probs),
+            atol=1e-12,
+        )
     assert d.sample(5, seed=0).shape == (5, B, T)
     assert d.posterior_mode(x).shape == (4, B, T)
     assert d.posterior_sample(x[0, 0], (2, 7), seed=1).shape == (2, 7, B, T)
@@ -305,8 +347,9 @@ def test_jit_vmap_grad(x64):
     x = rng.normal(size=T)
 
     def log_lik(loc, x):
-        d = HiddenMarkovModel(Categorical(probs=start), Categorical(probs=trans),
-                              Normal(loc, 1.0), num_steps=T)
+        d = HiddenMarkovModel(
+            Categorical(probs=start), Categorical(probs=trans), Normal(loc, 1.0), num_steps=T
+        )
         return d.log_prob(x)
 
     loc = jnp.array([-1.0, 0.0, 2.0])
@@ -314,25 +357,39 @@ def test_jit_vmap_grad(x64):
     np.testing.assert_allclose(float(v), float(log_lik(loc, x)), rtol=1e-12)
     g = jax.jit(jax.grad(log_lik))(loc, x)
     eps = 1e-6
-    fd = [(float(log_lik(loc.at[k].add(eps), x)) - float(log_lik(loc.at[k].add(-eps), x)))
-          / (2 * eps) for k in range(K)]
+    fd = [
+        (float(log_lik(loc.at[k].add(eps), x)) - float(log_lik(loc.at[k].add(-eps), x))) / (2 * eps)
+        for k in range(K)
+    ]
     np.testing.assert_allclose(np.asarray(g), fd, rtol=1e-6, atol=1e-8)
     # grad wrt loc = sum_t p(z_t = k | x) (x_t - loc_k)
-    gamma = HiddenMarkovModel(Categorical(probs=start), Categorical(probs=trans),
-                              Normal(loc, 1.0), num_steps=T).posterior_marginals(x).probs
-    np.testing.assert_allclose(np.asarray(g), np.sum(np.asarray(gamma) * (x[:, None] - loc), 0),
-                               rtol=1e-10)
+    gamma = (
+        HiddenMarkovModel(
+            Categorical(probs=start), Categorical(probs=trans), Normal(loc, 1.0), num_steps=T
+        )
+        .posterior_marginals(x)
+        .probs
+    )
+    np.testing.assert_allclose(
+        np.asarray(g), np.sum(np.asarray(gamma) * (x[:, None] - loc), 0), rtol=1e-10
+    )
     locs = jnp.stack([loc, loc + 1.0, loc * 2.0])
     vm = jax.jit(jax.vmap(log_lik, (0, None)))(locs, x)
     np.testing.assert_allclose(np.asarray(vm), [float(log_lik(l, x)) for l in locs], rtol=1e-12)
     # the distribution itself passes through jit as a pytree
-    d = HiddenMarkovModel(Categorical(probs=start), Categorical(probs=trans), Normal(loc, 1.0),
-                          num_steps=T, time_varying_transition=False)
+    d = HiddenMarkovModel(
+        Categorical(probs=start),
+        Categorical(probs=trans),
+        Normal(loc, 1.0),
+        num_steps=T,
+        time_varying_transition=False,
+    )
     leaves, tree = jax.tree_util.tree_flatten(d)
     d2 = jax.tree_util.tree_unflatten(tree, leaves)
     assert d2.num_steps == T and not d2.time_varying_transition and d2.event_shape == (T,)
-    np.testing.assert_allclose(float(jax.jit(lambda d, x: d.log_prob(x))(d, x)), float(v),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        float(jax.jit(lambda d, x: d.log_prob(x))(d, x)), float(v), rtol=1e-12
+    )
     s = jax.jit(lambda d, k: d.sample(4, seed=k))(d, jax.random.key(0))
     assert s.shape == (4, T)
 
@@ -348,8 +405,12 @@ def test_float32_long_series_matches_float64():
     params = [a.astype(np.float32) for a in (start, trans, loc, scale)]
 
     def log_prob(s, tr, lc, sc, x):
-        return HiddenMarkovModel(Categorical(logits=jnp.log(s)), Categorical(logits=jnp.log(tr)),
-                                 Normal(lc, sc), num_steps=T).log_prob(x)
+        return HiddenMarkovModel(
+            Categorical(logits=jnp.log(s)),
+            Categorical(logits=jnp.log(tr)),
+            Normal(lc, sc),
+            num_steps=T,
+        ).log_prob(x)
 
     with jax.enable_x64(True):
         ref = float(log_prob(*(p.astype(np.float64) for p in params), x.astype(np.float64)))
@@ -360,6 +421,7 @@ def test_float32_long_series_matches_float64():
 
 
 # --- errors ----------------------------------------------------------------------------------
+
 
 def test_structure_errors():
     init, trans = Categorical(probs=[0.5, 0.5]), Categorical(probs=[[0.9, 0.1], [0.2, 0.8]])
@@ -378,7 +440,12 @@ def test_structure_errors():
     d = HiddenMarkovModel(init, trans, Normal([0.0, 1.0], 1.0), 4)
     with pytest.raises(ValueError, match="observations must have shape"):
         d.log_prob(jnp.zeros(5))
-    tv = HiddenMarkovModel(init, Categorical(probs=jnp.full((3, 2, 2), 0.5)),
-                           Normal(jnp.zeros((4, 2)), 1.0), 4, time_varying_transition=True,
-                           time_varying_observation=True)
+    tv = HiddenMarkovModel(
+        init,
+        Categorical(probs=jnp.full((3, 2, 2), 0.5)),
+        Normal(jnp.zeros((4, 2)), 1.0),
+        4,
+        time_varying_transition=True,
+        time_varying_observation=True,
+    )
     assert tv.batch_shape == () and tv.event_shape == (4,)

@@ -53,8 +53,10 @@ EXAMPLES = {
     "Beta": (Beta, {"concentration1": _pos + 1, "concentration0": _pos + 0.5}),
     "Uniform": (Uniform, {"low": _real, "high": _real + _pos}),
     "Dirichlet": (Dirichlet, {"concentration": np.stack([_pos, _pos + 1, _pos + 2], -1)}),
-    "MultivariateNormalTriL": (MultivariateNormalTriL, {"loc": _r.normal(0, 1, (3, 2)),
-                                                            "scale_tril": _tril}),
+    "MultivariateNormalTriL": (
+        MultivariateNormalTriL,
+        {"loc": _r.normal(0, 1, (3, 2)), "scale_tril": _tril},
+    ),
     "Bernoulli": (Bernoulli, {"probs": _prob}),
     "Binomial": (Binomial, {"total_count": np.array([3.0, 5.0, 7.0]), "probs": _prob}),
     "Poisson": (Poisson, {"rate": _pos * 3}),
@@ -65,11 +67,27 @@ EVENT = {"Dirichlet": (3,), "MultivariateNormalTriL": (2,)}
 
 
 # A valid value (one event) of each example, broadcast against its batch in the tests.
-VALUE = {"Normal": 0.5, "HalfNormal": 0.5, "LogNormal": 0.5, "StudentT": 0.5, "Cauchy": 0.5,
-         "HalfCauchy": _real + 0.5, "Laplace": 0.5, "Exponential": 0.5, "Gamma": 0.5,
-         "InverseGamma": 0.5, "Beta": 0.5, "Uniform": _real + _pos / 2,
-         "Dirichlet": [0.2, 0.3, 0.5], "MultivariateNormalTriL": [0.1, -0.2], "Bernoulli": 1,
-         "Binomial": 2, "Poisson": 2, "NegativeBinomial": 2, "Categorical": 1}
+VALUE = {
+    "Normal": 0.5,
+    "HalfNormal": 0.5,
+    "LogNormal": 0.5,
+    "StudentT": 0.5,
+    "Cauchy": 0.5,
+    "HalfCauchy": _real + 0.5,
+    "Laplace": 0.5,
+    "Exponential": 0.5,
+    "Gamma": 0.5,
+    "InverseGamma": 0.5,
+    "Beta": 0.5,
+    "Uniform": _real + _pos / 2,
+    "Dirichlet": [0.2, 0.3, 0.5],
+    "MultivariateNormalTriL": [0.1, -0.2],
+    "Bernoulli": 1,
+    "Binomial": 2,
+    "Poisson": 2,
+    "NegativeBinomial": 2,
+    "Categorical": 1,
+}
 
 
 def make(name, **overrides):
@@ -112,8 +130,9 @@ def test_shapes_dtypes_pytree_and_tracing(name, precision):
         return draws, dist.log_prob(draws), dist.log_prob(x), per_member, dist.mean()
 
     x = _value(name, d, precision)
-    draws, lp_draws, lp, per_member, mean = jax.eval_shape(jax.jit(everything), d,
-                                                           jax.random.key(0), x)
+    draws, lp_draws, lp, per_member, mean = jax.eval_shape(
+        jax.jit(everything), d, jax.random.key(0), x
+    )
     assert draws.shape == (2, 5, 3) + event and draws.dtype == d.dtype
     for out in (lp_draws, lp, per_member):
         assert out.shape == (2, 5, 3) and out.dtype == float_dtype
@@ -158,8 +177,12 @@ BAD = [
     (Beta, {"concentration1": 1.0, "concentration0": 0.0}, "concentration0", "positive"),
     (Uniform, {"low": 1.0, "high": 0.0}, "high", "greater than `low`"),
     (Dirichlet, {"concentration": [1.0, -1.0]}, "concentration", "positive"),
-    (MultivariateNormalTriL, {"loc": [0.0, 0.0], "scale_tril": [[1.0, 0.0], [0.0, 0.0]]},
-     "scale_tril", "finite with a nonzero diagonal"),
+    (
+        MultivariateNormalTriL,
+        {"loc": [0.0, 0.0], "scale_tril": [[1.0, 0.0], [0.0, 0.0]]},
+        "scale_tril",
+        "finite with a nonzero diagonal",
+    ),
     (Bernoulli, {"probs": 1.5}, "probs", "in [0, 1]"),
     (Binomial, {"total_count": 2.5, "probs": 0.5}, "total_count", "a nonnegative integer"),
     (Binomial, {"total_count": -1.0, "probs": 0.5}, "total_count", "a nonnegative integer"),
@@ -170,8 +193,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("cls,kwargs,param,expected", BAD,
-                         ids=[f"{c.__name__}-{p}" for c, _, p, _ in BAD])
+@pytest.mark.parametrize(
+    "cls,kwargs,param,expected", BAD, ids=[f"{c.__name__}-{p}" for c, _, p, _ in BAD]
+)
 def test_validation_errors_name_the_parameter(cls, kwargs, param, expected):
     with pytest.raises(ValueError) as info:
         cls(**kwargs, name="d")
@@ -180,11 +204,15 @@ def test_validation_errors_name_the_parameter(cls, kwargs, param, expected):
     assert "; got " in message
     # validate_args=False skips the checks; inside jit the values are not known and not checked
     cls(**kwargs, validate_args=False)
-    jax.eval_shape(lambda kw: cls(**kw).mean(), {k: jnp.asarray(v, float) for k, v in kwargs.items()})
+    jax.eval_shape(
+        lambda kw: cls(**kw).mean(), {k: jnp.asarray(v, float) for k, v in kwargs.items()}
+    )
 
 
 def test_validation_message_example():
-    with pytest.raises(ValueError, match=r"^Gamma 'g': parameter `rate` must be positive; got -1.0$"):
+    with pytest.raises(
+        ValueError, match=r"^Gamma 'g': parameter `rate` must be positive; got -1.0$"
+    ):
         Gamma(2.0, -1.0, name="g")
     with pytest.raises(ValueError, match="Dirichlet: `concentration` needs a last axis"):
         Dirichlet(1.0)
@@ -207,14 +235,19 @@ def test_independent(precision):
     x = base.sample((5,), seed=0)
     assert x.shape == (5, 2, 3, 4) and x.dtype == np.dtype(precision)
     base_lp = np.asarray(base.log_prob(x), np.float64)
-    for n, batch, event in [(None, (), (2, 3, 4)), (0, (2, 3, 4), ()), (1, (2, 3), (4,)),
-                            (2, (2,), (3, 4))]:
+    for n, batch, event in [
+        (None, (), (2, 3, 4)),
+        (0, (2, 3, 4), ()),
+        (1, (2, 3), (4,)),
+        (2, (2,), (3, 4)),
+    ]:
         d = Independent(base, n)
         assert d.batch_shape == batch and d.event_shape == event
         k = d.reinterpreted_batch_ndims
         assert k == (3 if n is None else n)
-        assert jax.eval_shape(lambda key, d=d: d.sample((5,), seed=key),
-                              jax.random.key(0)).shape == (5, 2, 3, 4)
+        assert jax.eval_shape(
+            lambda key, d=d: d.sample((5,), seed=key), jax.random.key(0)
+        ).shape == (5, 2, 3, 4)
         lp = d.log_prob(x)
         assert lp.shape == (5,) + batch and lp.dtype == np.dtype(precision)
         np.testing.assert_allclose(lp, base_lp.sum(axis=tuple(range(4 - k, 4))), rtol=1e-5)
@@ -236,15 +269,14 @@ def test_independent(precision):
     np.testing.assert_allclose(lp, Normal(0.0, 1.0).log_prob(v).sum(-1), rtol=1e-6)
     np.testing.assert_allclose(per_row, lp, rtol=1e-6)
     assert isinstance(grads, Independent)
-    np.testing.assert_allclose(grads.distribution.loc, v, rtol=1e-6)   # d/dloc = (x - loc)
+    np.testing.assert_allclose(grads.distribution.loc, v, rtol=1e-6)  # d/dloc = (x - loc)
 
 
 def test_independent_discrete_and_errors():
     d = Independent(Bernoulli(probs=jnp.full((3,), 0.3)), 1)
     assert d.is_discrete and not d.has_enumerate_support and d.dtype == jnp.int32
     assert d.support.is_discrete
-    np.testing.assert_allclose(d.log_prob(jnp.array([1, 0, 0])), np.log(0.3 * 0.7 * 0.7),
-                               rtol=1e-5)
+    np.testing.assert_allclose(d.log_prob(jnp.array([1, 0, 0])), np.log(0.3 * 0.7 * 0.7), rtol=1e-5)
     assert d.log_prob(jnp.array([1, 0, 2])) == -np.inf
     with pytest.raises(ValueError, match="reinterpreted_batch_ndims"):
         Independent(Normal(jnp.zeros(3), 1.0), 2)
@@ -256,7 +288,7 @@ def test_independent_discrete_and_errors():
 
 
 def test_sample(precision):
-    loc = jnp.array([0.0, 100.0])          # batch (2,)
+    loc = jnp.array([0.0, 100.0])  # batch (2,)
     d = Sample(Normal(loc, 1.0), (4, 5))
     assert d.batch_shape == (2,) and d.event_shape == (4, 5) and d.sample_shape == (4, 5)
     x = d.sample((3,), seed=0)
@@ -270,7 +302,7 @@ def test_sample(precision):
     assert d.mean().shape == d.variance().shape == (2, 4, 5)
     np.testing.assert_array_equal(d.mean()[1], 100.0)
     assert d.support.event_ndim == 2 and d.support.check(x).shape == (3, 2)
-    assert Sample(Normal(0.0, 1.0), 3).event_shape == (3,)   # an int means (n,)
+    assert Sample(Normal(0.0, 1.0), 3).event_shape == (3,)  # an int means (n,)
     # of a vector distribution: batch (2,), event (3,) -> event (4, 3)
     base = MultivariateNormalTriL(jnp.array([[1.0, 2.0, 3.0], [-5.0, 1.0, 1.0]]), jnp.eye(3))
     d = Sample(base, 4)
@@ -281,18 +313,20 @@ def test_sample(precision):
     assert lp.shape == (6, 2)
     np.testing.assert_allclose(lp, base.log_prob(jnp.swapaxes(y, 1, 2)).sum(1), rtol=1e-5)
     np.testing.assert_allclose(d.mean()[:, 2], base.mean(), rtol=1e-6)
-    assert d.log_prob(y[0, 0]).shape == (2,)   # one event broadcast against the batch
+    assert d.log_prob(y[0, 0]).shape == (2,)  # one event broadcast against the batch
     # a pytree: jit, vmap over distributions, grad
     d = Sample(Poisson(rate=jnp.array([1.0, 4.0])), 3)
     assert d.is_discrete and not d.has_enumerate_support and d.dtype == jnp.int32
     assert len(jax.tree_util.tree_leaves(d)) == 1
     k = jnp.array([[0.0, 2.0, 5.0], [1.0, 1.0, 1.0]])
     lp, per_row, grads = _lp_vmap_grad(d, k)
-    np.testing.assert_allclose(lp, Poisson(rate=jnp.array([[1.0], [4.0]])).log_prob(k).sum(-1),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        lp, Poisson(rate=jnp.array([[1.0], [4.0]])).log_prob(k).sum(-1), rtol=1e-6
+    )
     np.testing.assert_allclose(per_row, lp, rtol=1e-6)
-    np.testing.assert_allclose(grads.distribution._param, k.sum(-1) / jnp.array([1.0, 4.0]) - 3,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        grads.distribution._param, k.sum(-1) / jnp.array([1.0, 4.0]) - 3, rtol=1e-5
+    )
     # discrete draws
     b = Sample(Bernoulli(probs=jnp.array([0.01, 0.99])), 3)
     draws = b.sample(2, seed=0)

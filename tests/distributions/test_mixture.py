@@ -22,7 +22,9 @@ from coromix.distributions.uniform import Uniform
 
 
 def _tol(precision):
-    return {"rtol": 1e-5, "atol": 1e-6} if precision == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+    return (
+        {"rtol": 1e-5, "atol": 1e-6} if precision == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+    )
 
 
 def _ref_mixture_logpdf(x, w, locs, scales):
@@ -110,6 +112,7 @@ def _msf(w=W, locs=LOCS, scales=SCALES):
 
 # --- MixtureSameFamily: densities ----------------------------------------------------------------
 
+
 def test_msf_log_prob_scalar_batch_and_sample_shapes(precision):
     d = _msf()
     assert d.batch_shape == () and d.event_shape == () and d.num_components == 3
@@ -117,24 +120,25 @@ def test_msf_log_prob_scalar_batch_and_sample_shapes(precision):
     lp = d.log_prob(x)
     assert lp.shape == (4, 5) and lp.dtype == jnp.dtype(precision)
     np.testing.assert_allclose(lp, _ref_mixture_logpdf(x, W, LOCS, SCALES), **_tol(precision))
-    np.testing.assert_allclose(d.prob(1.0), np.exp(_ref_mixture_logpdf(1.0, W, LOCS, SCALES)),
-                               **_tol(precision))
+    np.testing.assert_allclose(
+        d.prob(1.0), np.exp(_ref_mixture_logpdf(1.0, W, LOCS, SCALES)), **_tol(precision)
+    )
 
 
 def test_msf_log_prob_batch_of_mixtures(precision):
-    w = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])              # B=(2,), K=3
+    w = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])  # B=(2,), K=3
     locs = np.array([[-2.0, 0.5, 3.0], [1.0, -1.0, 4.0]])
     scales = np.array([[0.7, 1.0, 1.5], [2.0, 0.3, 1.0]])
     d = MixtureSameFamily(Categorical(probs=w), Normal(locs, scales))
     assert d.batch_shape == (2,) and d.event_shape == ()
-    x = np.random.default_rng(0).normal(size=(7, 3, 2)) * 3      # sample shape (7, 3) + B
+    x = np.random.default_rng(0).normal(size=(7, 3, 2)) * 3  # sample shape (7, 3) + B
     lp = _log_prob(d, x)
     assert lp.shape == (7, 3, 2)
     np.testing.assert_allclose(lp, _ref_mixture_logpdf(x, w, locs, scales), **_tol(precision))
     # a scalar value broadcasts against the batch
-    np.testing.assert_allclose(_log_prob(d, 0.3),
-                               _ref_mixture_logpdf(np.full(2, 0.3), w, locs, scales),
-                               **_tol(precision))
+    np.testing.assert_allclose(
+        _log_prob(d, 0.3), _ref_mixture_logpdf(np.full(2, 0.3), w, locs, scales), **_tol(precision)
+    )
     # logits parameterization gives the same mixture
     d2 = MixtureSameFamily(Categorical(logits=np.log(w) + 1.7), Normal(locs, scales))
     np.testing.assert_allclose(_log_prob(d2, x), lp, **_tol(precision))
@@ -152,7 +156,7 @@ def test_msf_mixture_batch_broadcasts_against_components():
 
 def test_msf_zero_weight_and_extreme_values_are_stable(precision):
     d = _msf(w=[0.0, 0.4, 0.6])
-    x = np.array([-60.0, 0.0, 80.0])                         # far tails: no underflow to -inf
+    x = np.array([-60.0, 0.0, 80.0])  # far tails: no underflow to -inf
     lp = np.asarray(d.log_prob(x))
     assert np.all(np.isfinite(lp))
     ref = _ref_mixture_logpdf(x, np.array([1e-300, 0.4, 0.6]), LOCS, SCALES)
@@ -160,6 +164,7 @@ def test_msf_zero_weight_and_extreme_values_are_stable(precision):
 
 
 # --- MixtureSameFamily: sampling and moments -----------------------------------------------------
+
 
 def test_msf_moments_closed_form(precision):
     d = _msf()
@@ -196,13 +201,13 @@ def test_msf_batch_sample_moments_and_ks():
 # --- MixtureSameFamily: vector events ------------------------------------------------------------
 
 VW = np.array([0.3, 0.7])
-VLOCS = np.array([[-1.0, 2.0, 0.0], [1.5, -0.5, 3.0]])            # K=2 components, event D=3
+VLOCS = np.array([[-1.0, 2.0, 0.0], [1.5, -0.5, 3.0]])  # K=2 components, event D=3
 VSCALES = np.array([[1.0, 0.5, 2.0], [0.8, 1.2, 0.6]])
 
 
 def _ref_vector_logpdf(x):
-    x = np.asarray(x, np.float64)[..., None, :]                     # ... + [1] + [D]
-    comp = stats.norm.logpdf(x, VLOCS, VSCALES).sum(-1)             # ... + [K]
+    x = np.asarray(x, np.float64)[..., None, :]  # ... + [1] + [D]
+    comp = stats.norm.logpdf(x, VLOCS, VSCALES).sum(-1)  # ... + [K]
     return special.logsumexp(np.log(VW) + comp, axis=-1)
 
 
@@ -213,7 +218,7 @@ def _check_vector_mixture(d, precision):
     assert lp.shape == (4, 2)
     np.testing.assert_allclose(lp, _ref_vector_logpdf(x), **_tol(precision))
     m = VW @ VLOCS
-    v = VW @ (VSCALES**2 + (VLOCS - m) ** 2)                        # elementwise total variance
+    v = VW @ (VSCALES**2 + (VLOCS - m) ** 2)  # elementwise total variance
     np.testing.assert_allclose(_mean(d), m, **_tol(precision))
     np.testing.assert_allclose(_var(d), v, **_tol(precision))
     draws = _sample(d, 20000, seed=6)
@@ -241,13 +246,14 @@ def test_msf_vector_event_with_independent(precision):
 
 # --- Mixture of possibly different families ------------------------------------------------------
 
+
 def test_mixture_of_two_normals_with_different_parameter_shapes(precision):
     w = np.array([0.35, 0.65])
-    c0 = Normal(np.array([-1.0, 0.0]), 0.5)                         # loc (2,), scale ()
-    c1 = Normal(2.0, np.array([1.0, 2.0]))                          # loc (), scale (2,)
+    c0 = Normal(np.array([-1.0, 0.0]), 0.5)  # loc (2,), scale ()
+    c1 = Normal(2.0, np.array([1.0, 2.0]))  # loc (), scale (2,)
     d = Mixture(Categorical(probs=w), [c0, c1])
     assert d.batch_shape == (2,) and d.event_shape == () and d.num_components == 2
-    locs = np.array([[-1.0, 2.0], [0.0, 2.0]])                      # B + [K]
+    locs = np.array([[-1.0, 2.0], [0.0, 2.0]])  # B + [K]
     scales = np.array([[0.5, 1.0], [0.5, 2.0]])
     x = np.random.default_rng(7).normal(size=(6, 2)) * 2
     lp = _log_prob(d, x)
@@ -282,7 +288,8 @@ def test_mixture_normal_with_other_family(precision):
     d = Mixture(Categorical(probs=w), [Normal(-1.0, 1.0), other])
     x = np.linspace(-4, 6, 13)
     expected = special.logsumexp(
-        np.log(w) + np.stack([stats.norm.logpdf(x, -1.0, 1.0), ref.logpdf(x)], -1), axis=-1)
+        np.log(w) + np.stack([stats.norm.logpdf(x, -1.0, 1.0), ref.logpdf(x)], -1), axis=-1
+    )
     np.testing.assert_allclose(_log_prob(d, x), expected, **_tol(precision))
     m = w[0] * -1.0 + w[1] * ref.mean()
     v = w[0] * (1.0 + (-1.0 - m) ** 2) + w[1] * (ref.var() + (ref.mean() - m) ** 2)
@@ -300,6 +307,7 @@ def test_mixture_vector_event(precision):
 
 
 # --- discrete components and supports ------------------------------------------------------------
+
 
 def test_msf_of_poissons_is_discrete(precision):
     rates = np.array([1.5, 8.0])
@@ -337,14 +345,18 @@ def test_supports():
     assert isinstance(s, constraints.GreaterThan) and float(s.lower) == -1.0
     transforms.biject_to(s)
     # MixtureSameFamily: bounds that vary by component are merged over the component axis
-    d = MixtureSameFamily(Categorical(probs=np.full((2, 3), 1 / 3)),
-                          Uniform(np.array([[0.0, 1.0, 2.0], [-1.0, 0.0, 0.5]]), 4.0))
+    d = MixtureSameFamily(
+        Categorical(probs=np.full((2, 3), 1 / 3)),
+        Uniform(np.array([[0.0, 1.0, 2.0], [-1.0, 0.0, 0.5]]), 4.0),
+    )
     s = d.support
     assert isinstance(s, constraints.Interval)
     np.testing.assert_allclose(s.low, [0.0, -1.0])
     np.testing.assert_array_equal(s.check(np.array([0.5, -0.5])), [True, True])
-    d = MixtureSameFamily(Categorical(probs=[0.5, 0.5]),
-                          Independent(Uniform(np.array([[0.0, 1.0], [2.0, -3.0]]), 5.0), 1))
+    d = MixtureSameFamily(
+        Categorical(probs=[0.5, 0.5]),
+        Independent(Uniform(np.array([[0.0, 1.0], [2.0, -3.0]]), 5.0), 1),
+    )
     s = d.support
     assert isinstance(s, constraints.Independent) and s.event_ndim == 1
     np.testing.assert_allclose(s.base.low, [0.0, -3.0])
@@ -352,6 +364,7 @@ def test_supports():
 
 
 # --- JAX transformations -------------------------------------------------------------------------
+
 
 def test_pytree_jit_vmap():
     precision = "float32"
@@ -371,12 +384,14 @@ def test_pytree_jit_vmap():
     # vmap over a stack of mixtures (built inside vmap, and passed in as a batched pytree)
     locs = np.stack([LOCS, LOCS + 1.0])
     f = jax.jit(jax.vmap(lambda l: _msf(locs=l).log_prob(0.5)))
-    np.testing.assert_allclose(f(locs), _ref_mixture_logpdf(np.full(2, 0.5), W, locs, SCALES),
-                               **_tol(precision))
+    np.testing.assert_allclose(
+        f(locs), _ref_mixture_logpdf(np.full(2, 0.5), W, locs, SCALES), **_tol(precision)
+    )
     batched = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), msf)
     out = jax.jit(jax.vmap(lambda d: d.log_prob(0.5)))(batched)
-    np.testing.assert_allclose(out, np.full(2, _ref_mixture_logpdf(0.5, W, LOCS, SCALES)),
-                               **_tol(precision))
+    np.testing.assert_allclose(
+        out, np.full(2, _ref_mixture_logpdf(0.5, W, LOCS, SCALES)), **_tol(precision)
+    )
     mix_batched = jax.tree_util.tree_map(lambda a: jnp.stack([a, a, a]), mix)
     assert jax.vmap(lambda d: d.mean())(mix_batched).shape == (3,)
 
@@ -401,6 +416,7 @@ def test_grad_log_prob_wrt_locs_matches_finite_differences():
             g = jax.jit(jax.grad(f))(jnp.asarray(LOCS))
             assert g.dtype == jnp.float64
             np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
         # gradient w.r.t. the weights' logits too
         def f_logits(logits):
             d = MixtureSameFamily(Categorical(logits=logits), Normal(LOCS, SCALES))
@@ -414,6 +430,7 @@ def test_grad_log_prob_wrt_locs_matches_finite_differences():
 
 
 # --- errors --------------------------------------------------------------------------------------
+
 
 def test_msf_errors():
     with pytest.raises(ValueError, match=r"K = 2.*batch_shape \(3,\)"):
@@ -430,8 +447,11 @@ def test_mixture_errors():
     cat = Categorical(probs=[0.5, 0.5])
     with pytest.raises(ValueError, match=r"K = 2 categories.*3 components"):
         Mixture(cat, [Normal(0.0, 1.0)] * 3)
-    with pytest.raises(ValueError, match=r"components\[1\].*batch_shape \(2,\).*components\[0\].*"
-                                         r"batch_shape \(\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"components\[1\].*batch_shape \(2,\).*components\[0\].*"
+        r"batch_shape \(\)",
+    ):
         Mixture(cat, [Normal(0.0, 1.0), Normal([0.0, 1.0], 1.0)])
     with pytest.raises(ValueError, match=r"components\[1\].*event_shape \(3,\).*event_shape \(\)"):
         Mixture(cat, [Normal(0.0, 1.0), _DiagNormal(np.zeros(3), 1.0)])

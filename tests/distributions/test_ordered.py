@@ -55,8 +55,9 @@ def test_log_prob_matches_scipy(precision):
 def test_batched_log_prob_and_jit():
     d = Ordered(Normal(jnp.zeros((2, 3)), jnp.array([[1.0], [3.0]])))
     assert d.batch_shape == (2,) and d.event_shape == (3,)
-    x = jnp.array([[[-1.0, 0.0, 1.0], [-2.0, 0.5, 4.0]],
-                   [[0.0, -1.0, 1.0], [-2.0, 0.5, 4.0]]])  # sample shape (2,) + batch + event
+    x = jnp.array(
+        [[[-1.0, 0.0, 1.0], [-2.0, 0.5, 4.0]], [[0.0, -1.0, 1.0], [-2.0, 0.5, 4.0]]]
+    )  # sample shape (2,) + batch + event
     lp = jax.jit(lambda dist, v: dist.log_prob(v))(d, x)
     assert lp.shape == (2, 2)
     scales = np.array([[1.0], [3.0]])
@@ -81,8 +82,9 @@ def test_sample_is_sorted_with_right_shape():
 def test_two_dimensional_density_integrates_to_one():
     d = Ordered(Normal(jnp.zeros(2), 1.5))
     lp = jax.jit(lambda a, b: d.log_prob(jnp.stack([a, b])))
-    total, _ = integrate.dblquad(lambda b, a: math.exp(float(lp(a, b))), -12, 12, lambda a: a, 12,
-                                 epsabs=1e-7)
+    total, _ = integrate.dblquad(
+        lambda b, a: math.exp(float(lp(a, b))), -12, 12, lambda a: a, 12, epsabs=1e-7
+    )
     assert abs(total - 1.0) < 1e-4
 
 

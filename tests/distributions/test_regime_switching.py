@@ -73,8 +73,9 @@ def test_hamilton_ar1_matches_statsmodels(x64):
 
     d = RegimeSwitching(step, len(y))
     placeholder = stats.norm.logpdf(y[0])
-    np.testing.assert_allclose(d.log_prob(jnp.asarray(y)) - placeholder, model.loglike(params),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        d.log_prob(jnp.asarray(y)) - placeholder, model.loglike(params), rtol=1e-10
+    )
 
 
 def test_time_varying_transitions_match_statsmodels_exog_tvtp(x64):
@@ -90,8 +91,12 @@ def test_time_varying_transitions_match_statsmodels_exog_tvtp(x64):
     ll = model.loglike(params)
     # statsmodels: p(s_t = 0 | s_{t-1} = i) = expit(a_i + b_i u_t) with exog at t; first regime
     # from the steady state of the t = 0 matrix
-    P0 = np.array([[expit(a0 + b0 * u[0]), 1 - expit(a0 + b0 * u[0])],
-                   [expit(a1 + b1 * u[0]), 1 - expit(a1 + b1 * u[0])]])
+    P0 = np.array(
+        [
+            [expit(a0 + b0 * u[0]), 1 - expit(a0 + b0 * u[0])],
+            [expit(a1 + b1 * u[0]), 1 - expit(a1 + b1 * u[0])],
+        ]
+    )
     pi = jnp.asarray(steady_state(P0))
 
     def step(prev, u_t):
@@ -172,8 +177,9 @@ def test_seed_second_model_as_one_joint_model():
 
 def test_sampled_regimes_follow_the_chain():
     def step(prev, inputs):
-        s = yield tfd.Categorical(probs=jnp.array([0.5, 0.5]) if prev is None
-                                  else jnp.asarray(P, jnp.float32)[prev.s])
+        s = yield tfd.Categorical(
+            probs=jnp.array([0.5, 0.5]) if prev is None else jnp.asarray(P, jnp.float32)[prev.s]
+        )
         y = yield tfd.Normal(jnp.asarray(MU, jnp.float32)[s], 0.1)
 
     d = RegimeSwitching(step, 4000)
@@ -193,7 +199,9 @@ def test_joint_model_reports_regime_posterior(x64):
         mu = yield tfd.Normal(jnp.zeros(2), 5.0)
 
         def step(prev, inputs):
-            regime = yield tfd.Categorical(probs=pi if prev is None else jnp.asarray(P)[prev.regime])
+            regime = yield tfd.Categorical(
+                probs=pi if prev is None else jnp.asarray(P)[prev.regime]
+            )
             obs = yield tfd.Normal(mu[regime], 1.0)
 
         y = yield tfd.RegimeSwitching(step, num_steps=80)
@@ -202,10 +210,15 @@ def test_joint_model_reports_regime_posterior(x64):
     post = jd.discrete_posterior(mu=jnp.asarray(MU), y=jnp.asarray(y))
     assert list(post) == ["y_regime"]
     params = np.array([0.9, 0.2, -1.0, 2.0, 1.0])
-    smoothed = sm.tsa.MarkovRegression(y, k_regimes=2).smooth(params).smoothed_marginal_probabilities
+    smoothed = (
+        sm.tsa.MarkovRegression(y, k_regimes=2).smooth(params).smoothed_marginal_probabilities
+    )
     np.testing.assert_allclose(post.y_regime, smoothed, atol=1e-8)
-    draws = jd.sample_discrete(mu=jnp.broadcast_to(jnp.asarray(MU), (500, 2)),
-                               y=jnp.broadcast_to(jnp.asarray(y), (500, 80)), seed=0)
+    draws = jd.sample_discrete(
+        mu=jnp.broadcast_to(jnp.asarray(MU), (500, 2)),
+        y=jnp.broadcast_to(jnp.asarray(y), (500, 80)),
+        seed=0,
+    )
     assert draws.y_regime.shape == (500, 80)
     freq = np.mean(np.asarray(draws.y_regime) == 1, axis=0)
     se = np.sqrt(smoothed[:, 1] * (1 - smoothed[:, 1]) / 500)
@@ -216,8 +229,14 @@ def test_input_driven_switching_on_posteriordb_data(x64):
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "posteriordb" / \
-        "iohmm_reg_simulated.data.json"
+    path = (
+        Path(__file__).resolve().parents[2]
+        / ".."
+        / "shared"
+        / "data"
+        / "posteriordb"
+        / "iohmm_reg_simulated.data.json"
+    )
     if not path.exists():
         pytest.skip(f"posteriordb data not found at {path}")
     data = json.loads(path.read_text())
@@ -232,14 +251,20 @@ def test_input_driven_switching_on_posteriordb_data(x64):
 
     d = RegimeSwitching(step, len(y), inputs=jnp.asarray(u))
     logits = u @ w.T
-    per = (logits - logsumexp(logits, axis=1, keepdims=True)
-           + stats.norm.logpdf(y[:, None], u @ b.T, sigma))
+    per = (
+        logits
+        - logsumexp(logits, axis=1, keepdims=True)
+        + stats.norm.logpdf(y[:, None], u @ b.T, sigma)
+    )
     np.testing.assert_allclose(d.log_prob(jnp.asarray(y)), logsumexp(per, axis=1).sum(), rtol=1e-10)
 
 
 def long_series_step(prev, inputs):
-    probs = jnp.full(3, 1 / 3) if prev is None else jnp.array(
-        [[0.95, 0.03, 0.02], [0.04, 0.9, 0.06], [0.05, 0.05, 0.9]])[prev.s]
+    probs = (
+        jnp.full(3, 1 / 3)
+        if prev is None
+        else jnp.array([[0.95, 0.03, 0.02], [0.04, 0.9, 0.06], [0.05, 0.05, 0.9]])[prev.s]
+    )
     s = yield tfd.Categorical(probs=probs)
     y = yield tfd.Normal(jnp.array([-2.0, 0.0, 3.0])[s], jnp.array([1.0, 0.5, 1.5])[s])
 
@@ -309,7 +334,8 @@ def test_seed_second_model_sample_matches_direct_simulation():
     T, n = 12, 3000
     d = RegimeSwitching(seed_step(0.0, 5.0, 1.0), T)
     _, regimes = jax.vmap(lambda k: d.sample_with_regimes(seed=k))(
-        jax.random.split(jax.random.key(0), n))
+        jax.random.split(jax.random.key(0), n)
+    )
     ours = np.mean(np.asarray(regimes) == 0, axis=0)
     rng = np.random.default_rng(0)
     direct = np.zeros((n, T), int)

@@ -33,22 +33,28 @@ def hmm_example():
     theta1 = yield tfd.Dirichlet(jnp.ones(2))
     theta2 = yield tfd.Dirichlet(jnp.ones(2))
     mu = yield tfd.Normal(jnp.array([3.0, 10.0]), 1.0)
-    y = yield tfd.HiddenMarkovModel(tfd.Categorical(probs=jnp.array([0.5, 0.5])),
-                                    tfd.Categorical(probs=jnp.stack([theta1, theta2])),
-                                    tfd.Normal(mu, 1.0), num_steps=len(Y))
+    y = yield tfd.HiddenMarkovModel(
+        tfd.Categorical(probs=jnp.array([0.5, 0.5])),
+        tfd.Categorical(probs=jnp.stack([theta1, theta2])),
+        tfd.Normal(mu, 1.0),
+        num_steps=len(Y),
+    )
 
 
 def compare(post, parameters, *, mean_ses=4.0, sd_ratio=0.1, max_rhat=1.01):
     rows, failures = [], []
     for key, ref in parameters.items():
-        x = np.asarray(post.samples[ref["name"]], np.float64)[(slice(None), slice(None))
-                                                             + tuple(ref["index"])]
+        x = np.asarray(post.samples[ref["name"]], np.float64)[
+            (slice(None), slice(None)) + tuple(ref["index"])
+        ]
         combined = np.hypot(float(az.mcse(x, method="mean")), ref["mcse_mean"])
         z = (x.mean() - ref["mean"]) / combined
         ratio = x.std() / ref["sd"]
         rhat = float(az.rhat(x))
-        rows.append(f"{key:<10} mean {x.mean():8.4f} ref {ref['mean']:8.4f} ({z:+5.2f} SE)  "
-                    f"sd ratio {ratio:.3f}  r_hat {rhat:.4f}")
+        rows.append(
+            f"{key:<10} mean {x.mean():8.4f} ref {ref['mean']:8.4f} ({z:+5.2f} SE)  "
+            f"sd ratio {ratio:.3f}  r_hat {rhat:.4f}"
+        )
         if abs(z) > mean_ses or abs(ratio - 1) > sd_ratio or not rhat < max_rhat:
             failures.append(rows[-1])
     print("\n".join(rows))
@@ -66,8 +72,9 @@ def test_uniform_starts_fall_into_the_swapped_mode_and_the_default_does_not():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # short chains: R-hat near 1.01
         post = cm.nuts(hmm_example, observed={"y": Y}, **settings)
-    assert not any(m.startswith(("minor mode", "label switching"))
-                   for m in post.convergence_warnings())
+    assert not any(
+        m.startswith(("minor mode", "label switching")) for m in post.convergence_warnings()
+    )
     assert post.attrs["init"] == "mode" and post.attrs["search_climbs_finite"] == 8
     compare(post, EXAMPLE["parameters"], mean_ses=5.0, sd_ratio=0.15, max_rhat=1.02)
 
@@ -91,8 +98,9 @@ def test_lbfgs_finds_the_maximum_of_a_quadratic_and_its_curvature():
     result = lbfgs.maximize(jax.value_and_grad(log_density), jnp.zeros(3), gtol=1e-5)
     assert bool(result.converged) and int(result.iterations) < 30
     np.testing.assert_allclose(result.position, mean, atol=1e-4)
-    np.testing.assert_allclose(result.inverse_hessian_diagonal,
-                               np.diag(np.linalg.inv(np.asarray(precision))), rtol=0.1)
+    np.testing.assert_allclose(
+        result.inverse_hessian_diagonal, np.diag(np.linalg.inv(np.asarray(precision))), rtol=0.1
+    )
 
 
 def test_lbfgs_stops_where_the_density_is_not_finite():
@@ -111,7 +119,12 @@ def test_a_climb_restarts_where_its_start_has_no_finite_density():
     def restart(key):
         return jax.random.uniform(key, (2,), minval=-2.0, maxval=2.0)
 
-    result = lbfgs.maximize(jax.value_and_grad(log_density), jnp.array([-1.0, 1.0]),
-                            restart=restart, key=jax.random.key(3), gtol=1e-5)
+    result = lbfgs.maximize(
+        jax.value_and_grad(log_density),
+        jnp.array([-1.0, 1.0]),
+        restart=restart,
+        key=jax.random.key(3),
+        gtol=1e-5,
+    )
     assert bool(result.converged)
     np.testing.assert_allclose(result.position, [1.0, 1.0], atol=1e-4)

@@ -40,8 +40,9 @@ def hmm_gaussian(T):
         A = yield tfd.Dirichlet(jnp.ones((K, K)))
         mu = yield tfd.Ordered(tfd.Normal(jnp.zeros(K), 20.0))
         sigma = yield tfd.HalfNormal(5.0 * jnp.ones(K))
-        y = yield tfd.HiddenMarkovModel(tfd.Categorical(probs=pi1), tfd.Categorical(probs=A),
-                                        tfd.Normal(mu, sigma), num_steps=T)
+        y = yield tfd.HiddenMarkovModel(
+            tfd.Categorical(probs=pi1), tfd.Categorical(probs=A), tfd.Normal(mu, sigma), num_steps=T
+        )
 
     return model
 
@@ -60,33 +61,47 @@ def load():
 def initial_point(y):
     """The data-derived start used by the reference run (stored in it)."""
     y = np.asarray(y, np.float64)
-    return {"pi1": np.full(K, 1.0 / K), "A": np.full((K, K), 1.0 / K),
-            "mu": np.quantile(y, (np.arange(K) + 0.5) / K), "sigma": np.full(K, y.std() / K)}
+    return {
+        "pi1": np.full(K, 1.0 / K),
+        "A": np.full((K, K), 1.0 / K),
+        "mu": np.quantile(y, (np.arange(K) + 0.5) / K),
+        "sigma": np.full(K, y.std() / K),
+    }
 
 
 def fit(y, reference, num_warmup, num_samples, seed):
     init = initial_point(y)
     for name, value in init.items():  # the same start as the reference's
         np.testing.assert_allclose(value, reference["sampler"]["init"][name], rtol=1e-5)
-    return cm.nuts(hmm_gaussian(len(y)), observed={"y": jnp.asarray(y)}, num_chains=4,
-                   num_warmup=num_warmup, num_samples=num_samples, seed=seed, progress=False,
-                   init={k: jnp.asarray(v, jnp.float32) for k, v in init.items()})
+    return cm.nuts(
+        hmm_gaussian(len(y)),
+        observed={"y": jnp.asarray(y)},
+        num_chains=4,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        seed=seed,
+        progress=False,
+        init={k: jnp.asarray(v, jnp.float32) for k, v in init.items()},
+    )
 
 
 def compare(post, reference, *, mean_ses, sd_check, max_rhat):
     """Posterior means, sds and R-hat of every element against the reference; a table on failure."""
     rows, failures = [], []
     for key, ref in reference["parameters"].items():
-        x = np.asarray(post.samples[ref["name"]], np.float64)[(slice(None), slice(None))
-                                                             + tuple(ref["index"])]
+        x = np.asarray(post.samples[ref["name"]], np.float64)[
+            (slice(None), slice(None)) + tuple(ref["index"])
+        ]
         mean, sd = x.mean(), x.std()
         mcse_mean, mcse_sd = float(az.mcse(x, method="mean")), float(az.mcse(x, method="sd"))
         rhat = float(az.rhat(x))
         combined = np.hypot(mcse_mean, ref["mcse_mean"])
         z_mean = (mean - ref["mean"]) / combined
         sd_ok, sd_text = sd_check(sd, mcse_sd, ref)
-        rows.append(f"{key:<8} mean {mean:9.4f} ref {ref['mean']:9.4f} ({z_mean:+5.2f} SE)  "
-                    f"sd {sd:8.4f} ref {ref['sd']:8.4f} ({sd_text})  r_hat {rhat:.4f}")
+        rows.append(
+            f"{key:<8} mean {mean:9.4f} ref {ref['mean']:9.4f} ({z_mean:+5.2f} SE)  "
+            f"sd {sd:8.4f} ref {ref['sd']:8.4f} ({sd_text})  r_hat {rhat:.4f}"
+        )
         if abs(z_mean) > mean_ses or not sd_ok or not rhat < max_rhat:
             failures.append(rows[-1])
     print("\n".join(rows))
@@ -105,11 +120,15 @@ def check_states(post, y):
     np.testing.assert_allclose(states[picks], exact, rtol=1e-4, atol=1e-6)
     # and TFP's meaning: the HMM's own posterior_marginals at one draw
     i = (picks[0][2], picks[1][2])
-    hmm = tfd.HiddenMarkovModel(tfd.Categorical(probs=s["pi1"][i]),
-                                tfd.Categorical(probs=s["A"][i]),
-                                tfd.Normal(s["mu"][i], s["sigma"][i]), num_steps=len(y))
-    np.testing.assert_allclose(states[i], hmm.posterior_marginals(jnp.asarray(y)).probs,
-                               rtol=1e-4, atol=1e-6)
+    hmm = tfd.HiddenMarkovModel(
+        tfd.Categorical(probs=s["pi1"][i]),
+        tfd.Categorical(probs=s["A"][i]),
+        tfd.Normal(s["mu"][i], s["sigma"][i]),
+        num_steps=len(y),
+    )
+    np.testing.assert_allclose(
+        states[i], hmm.posterior_marginals(jnp.asarray(y)).probs, rtol=1e-4, atol=1e-6
+    )
     # the tight cluster at y ~ 8.9 is the lowest state
     low = np.abs(y - 8.93) < 0.3
     assert low.sum() > 100 and states[i][low, 0].mean() > 0.99
@@ -152,8 +171,13 @@ def test_hmm_posterior_from_the_default_start(seed):
     """No ``init=``: the default start (L-BFGS climbs, chains around the highest) avoids the local
     modes that hold uniform starts; 4 chains x (1000 + 1000) against the reference as above."""
     y, reference = load()
-    post = cm.nuts(hmm_gaussian(len(y)), observed={"y": jnp.asarray(y)}, num_chains=4,
-                   seed=seed, progress=False)
+    post = cm.nuts(
+        hmm_gaussian(len(y)),
+        observed={"y": jnp.asarray(y)},
+        num_chains=4,
+        seed=seed,
+        progress=False,
+    )
 
     def within_ten_percent(sd, mcse_sd, ref):
         ratio = sd / ref["sd"]

@@ -47,8 +47,15 @@ def exact_posterior():
 def conjugate_fit():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # 600 draws: ESS may be below 400
-        return cm.nuts(conjugate_model, {"y": Y, "counts": COUNTS}, num_chains=2,
-                       num_warmup=300, num_samples=300, seed=1, progress=False)
+        return cm.nuts(
+            conjugate_model,
+            {"y": Y, "counts": COUNTS},
+            num_chains=2,
+            num_warmup=300,
+            num_samples=300,
+            seed=1,
+            progress=False,
+        )
 
 
 def test_conjugate_posterior_is_recovered(conjugate_fit):
@@ -85,8 +92,13 @@ def test_draws_have_chain_and_draw_dims(conjugate_fit):
 
 def test_to_arviz_summary_and_plots(conjugate_fit):
     idata = conjugate_fit.to_arviz()
-    assert set(idata.groups()) == {"posterior", "unconstrained_posterior", "sample_stats",
-                                   "observed_data", "log_likelihood"}
+    assert set(idata.groups()) == {
+        "posterior",
+        "unconstrained_posterior",
+        "sample_stats",
+        "observed_data",
+        "log_likelihood",
+    }
     assert list(idata.posterior.data_vars) == ["mu", "rate"]
     assert dict(idata.posterior.sizes) == {"chain": 2, "draw": 300, "mu_dim_0": 2}
     assert set(idata.sample_stats.data_vars) == set(SAMPLE_STATS)
@@ -153,8 +165,9 @@ def mixture_fit():
     jd = tfd.JointDistributionCoroutine(mixture_model(len(x)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fit = cm.nuts(jd, {"x": x}, num_chains=2, num_warmup=300, num_samples=300, seed=0,
-                      progress=False)
+        fit = cm.nuts(
+            jd, {"x": x}, num_chains=2, num_warmup=300, num_samples=300, seed=0, progress=False
+        )
     return fit, z
 
 
@@ -202,12 +215,21 @@ def normal_model():
 def test_short_run_warns_and_shows_progress(capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = cm.nuts(normal_model, {"y": Y}, num_chains=2, num_warmup=5, num_samples=40,
-                      seed=0, init={"mu": 0.5, "sigma": 2.0})
+        fit = cm.nuts(
+            normal_model,
+            {"y": Y},
+            num_chains=2,
+            num_warmup=5,
+            num_samples=40,
+            seed=0,
+            init={"mu": 0.5, "sigma": 2.0},
+        )
     assert fit.samples.sigma.shape == (2, 40)
     messages = [str(w.message) for w in caught if w.category is ConvergenceWarning]
-    assert any(m.startswith("bulk effective sample size below 400 for mu (") and "sigma (" in m
-               for m in messages), messages
+    assert any(
+        m.startswith("bulk effective sample size below 400 for mu (") and "sigma (" in m
+        for m in messages
+    ), messages
     err = capsys.readouterr().err
     assert "compiling NUTS for normal_model" in err
     assert "warmup   [" in err and "5/5" in err
@@ -220,13 +242,16 @@ def test_convergence_warnings_name_variables():
     fine = rng.normal(size=(2, 500))
     diverging = np.zeros((2, 500), bool)
     diverging[0, :7] = True
-    post = Posterior({"a": fine, "b": stuck}, sample_stats={"diverging": diverging},
-                     attrs={"target_accept": 0.8})
+    post = Posterior(
+        {"a": fine, "b": stuck}, sample_stats={"diverging": diverging}, attrs={"target_accept": 0.8}
+    )
     messages = post.convergence_warnings()
     assert any(m.startswith("R-hat above 1.01 for b (") for m in messages)
     assert not any("for a (" in m for m in messages)
-    assert any(m.startswith("7 of 1000 transitions diverged") and "target_accept (now 0.8)" in m
-               for m in messages)
+    assert any(
+        m.startswith("7 of 1000 transitions diverged") and "target_accept (now 0.8)" in m
+        for m in messages
+    )
 
 
 def test_progress_bar_keeps_the_furthest_step():
@@ -245,8 +270,9 @@ def test_initial_positions_are_finite_and_init_is_used():
     starts, found = jax.vmap(find)(jax.random.split(jax.random.key(0), 3))
     assert np.all(found) and np.all(np.isfinite(starts["mu"]))
     assert starts["mu"].shape == (3,) and len(set(np.asarray(starts["mu"]).tolist())) == 3
-    given = nuts_module._given_positions(pinned, pinned.unconstrained_log_prob, 3,
-                                         {"mu": 1.0, "sigma": np.e})
+    given = nuts_module._given_positions(
+        pinned, pinned.unconstrained_log_prob, 3, {"mu": 1.0, "sigma": np.e}
+    )
     np.testing.assert_allclose(given["sigma"], [1.0, 1.0, 1.0], rtol=1e-6)
 
 
@@ -261,7 +287,9 @@ def test_prior_start_and_bad_init_string():
     assert np.all(found) and 95 < float(np.mean(starts["mu"])) < 105
     uniform = nuts_module._start_finder(pinned, pinned.unconstrained_log_prob)
     assert np.all(np.abs(jax.vmap(uniform)(jax.random.split(jax.random.key(0), 8))[0]["mu"]) < 2)
-    with pytest.raises(ValueError, match="init must be None, 'mode', 'uniform', 'prior' or a mapping"):
+    with pytest.raises(
+        ValueError, match="init must be None, 'mode', 'uniform', 'prior' or a mapping"
+    ):
         cm.nuts(normal_model, {"y": Y}, init="map", progress=False)
 
 
@@ -278,12 +306,15 @@ def test_init_errors():
         cm.nuts(normal_model, {"y": Y}, init={"mu": 0.0}, progress=False)
 
 
-@pytest.mark.parametrize("settings, match", [
-    ({"num_samples": 0}, "num_samples must be an integer >= 1"),
-    ({"num_chains": 2.0}, "num_chains must be an integer"),
-    ({"target_accept": 1.0}, r"target_accept must lie in \(0, 1\)"),
-    ({"chain_method": "threads"}, "chain_method must be one of"),
-])
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"num_samples": 0}, "num_samples must be an integer >= 1"),
+        ({"num_chains": 2.0}, "num_chains must be an integer"),
+        ({"target_accept": 1.0}, r"target_accept must lie in \(0, 1\)"),
+        ({"chain_method": "threads"}, "chain_method must be one of"),
+    ],
+)
 def test_settings_are_checked(settings, match):
     with pytest.raises(ValueError, match=match):
         cm.nuts(normal_model, {"y": Y}, **settings)
@@ -316,10 +347,19 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
 
 
 def test_chains_split_over_devices():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-           "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", MULTI_DEVICE_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["devices"] == 2 and result["method"] == "parallel"

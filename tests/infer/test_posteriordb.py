@@ -36,8 +36,10 @@ def low_dim_gauss_mix(n):
 
 
 def reference_columns(draws):
-    chains = [np.column_stack([c["mu[1]"], c["mu[2]"], c["sigma[1]"], c["sigma[2]"], c["theta"]])
-              for c in draws]
+    chains = [
+        np.column_stack([c["mu[1]"], c["mu[2]"], c["sigma[1]"], c["sigma[2]"], c["theta"]])
+        for c in draws
+    ]
     return np.stack(chains)  # (chain, draw, 5)
 
 
@@ -52,11 +54,19 @@ def test_low_dim_gauss_mix_matches_reference():
     data = load("low_dim_gauss_mix.data.json")
     reference = reference_columns(load("low_dim_gauss_mix.reference_draws.json"))
     y = jnp.asarray(data["y"])
-    post = cm.nuts(low_dim_gauss_mix(len(data["y"])), observed={"y": y}, num_chains=4,
-                   num_warmup=1000, num_samples=1000, seed=0, progress=False)
+    post = cm.nuts(
+        low_dim_gauss_mix(len(data["y"])),
+        observed={"y": y},
+        num_chains=4,
+        num_warmup=1000,
+        num_samples=1000,
+        seed=0,
+        progress=False,
+    )
     s = post.samples
-    ours = np.concatenate([np.asarray(s["mu"]), np.asarray(s["sigma"]),
-                           np.asarray(s["theta"])[..., None]], axis=-1)
+    ours = np.concatenate(
+        [np.asarray(s["mu"]), np.asarray(s["sigma"]), np.asarray(s["theta"])[..., None]], axis=-1
+    )
     names = ["mu[1]", "mu[2]", "sigma[1]", "sigma[2]", "theta"]
     summary = post.summary()
     assert float(summary["r_hat"].max()) < 1.01
@@ -66,12 +76,15 @@ def test_low_dim_gauss_mix_matches_reference():
         diff = abs(ours[..., i].mean() - reference[..., i].mean())
         assert diff < 4 * combined, (name, ours[..., i].mean(), reference[..., i].mean(), combined)
         sd_ratio = ours[..., i].std() / reference[..., i].std()
-        print(f"{name}: mean {ours[..., i].mean():.4f} vs {reference[..., i].mean():.4f} "
-              f"({diff / combined:.2f} combined MCSE), sd ratio {sd_ratio:.3f}")
+        print(
+            f"{name}: mean {ours[..., i].mean():.4f} vs {reference[..., i].mean():.4f} "
+            f"({diff / combined:.2f} combined MCSE), sd ratio {sd_ratio:.3f}"
+        )
         assert 0.9 < sd_ratio < 1.1, (name, sd_ratio)
     # the posterior of the choices per draw is the exact conditional at that draw
     resp = post.discrete_posterior()["z"]
     assert resp.shape == (4, 1000, len(data["y"]), 2)
-    exact = post.model.discrete_posterior(mu=s["mu"][0, :5], sigma=s["sigma"][0, :5],
-                                          theta=s["theta"][0, :5], y=y)["z"]
+    exact = post.model.discrete_posterior(
+        mu=s["mu"][0, :5], sigma=s["sigma"][0, :5], theta=s["theta"][0, :5], y=y
+    )["z"]
     np.testing.assert_allclose(resp[0, :5], exact, rtol=1e-5, atol=1e-6)

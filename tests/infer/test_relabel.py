@@ -76,8 +76,9 @@ def test_synthetic_switches_are_undone_exactly(synthetic):
     g = composed[0, 0]
     assert np.all(composed == g)
     for name, axis in AXES.items():
-        np.testing.assert_array_equal(fixed.samples[name], permute(
-            clean[name], np.broadcast_to(g, scrambled_by.shape), axis))
+        np.testing.assert_array_equal(
+            fixed.samples[name], permute(clean[name], np.broadcast_to(g, scrambled_by.shape), axis)
+        )
     # the highest-lp draw is the default reference: its labels are kept
     best = np.unravel_index(np.argmax(posterior.sample_stats["lp"]), (CHAINS, DRAWS))
     np.testing.assert_array_equal(fixed.permutations[best], np.arange(K))
@@ -96,7 +97,8 @@ def test_relabelled_posterior_keeps_the_rest(synthetic):
     # .permutations is the transformation applied, variable by variable
     for name, axis in AXES.items():
         np.testing.assert_array_equal(
-            fixed.samples[name], permute(posterior.samples[name], fixed.permutations, axis))
+            fixed.samples[name], permute(posterior.samples[name], fixed.permutations, axis)
+        )
         assert fixed.samples[name].dtype == posterior.samples[name].dtype
     np.testing.assert_array_equal(fixed.sample_stats["lp"], posterior.sample_stats["lp"])
     assert fixed.attrs["seed"] == 3 and fixed.attrs["relabelled"] == "pivot"
@@ -109,8 +111,7 @@ def test_relabelled_posterior_keeps_the_rest(synthetic):
 def test_reference_and_sequence_of_names(synthetic):
     clean, _, posterior = synthetic
     order = [2, 0, 1]
-    reference = {"mu": TRUE_MU[order], "sigma": TRUE_SIGMA[order],
-                 "weights": TRUE_WEIGHTS[order]}
+    reference = {"mu": TRUE_MU[order], "sigma": TRUE_SIGMA[order], "weights": TRUE_WEIGHTS[order]}
     fixed = cm.relabel(posterior, ["mu", "sigma", "weights"], reference=reference)
     np.testing.assert_array_equal(fixed.samples["mu"], clean["mu"][..., order])
     np.testing.assert_array_equal(fixed.samples["weights"], clean["weights"][..., order])
@@ -135,21 +136,33 @@ def test_unsettled_relabelling_warns(synthetic):
 
 def test_errors(synthetic):
     _, _, posterior = synthetic
-    with pytest.raises(ValueError, match=r"unknown variable 'nope'.*\['mu', 'sigma', 'weights', "
-                                         r"'centre', 'tau'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown variable 'nope'.*\['mu', 'sigma', 'weights', "
+        r"'centre', 'tau'\]",
+    ):
         cm.relabel(posterior, ["mu", "nope"])
-    with pytest.raises(ValueError, match=r"same length K; 'mu' has 3 along axis 0.*'centre' has 2 "
-                                         r"along axis 0 \(per-draw shape \(2, 3\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"same length K; 'mu' has 3 along axis 0.*'centre' has 2 "
+        r"along axis 0 \(per-draw shape \(2, 3\)\)",
+    ):
         cm.relabel(posterior, ["mu", "centre"])
-    with pytest.raises(ValueError, match=r"axis 1 of 'mu' is out of range: 'mu' has per-draw "
-                                         r"shape \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"axis 1 of 'mu' is out of range: 'mu' has per-draw "
+        r"shape \(3,\)",
+    ):
         cm.relabel(posterior, {"mu": 1})
     with pytest.raises(ValueError, match=r"'tau' is a scalar in each draw"):
         cm.relabel(posterior, {"tau": 0})
     with pytest.raises(ValueError, match="components is empty"):
         cm.relabel(posterior, [])
-    with pytest.raises(ValueError, match=r"reference value of 'mu' has shape \(2,\); expected "
-                                         r"one draw's shape \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"reference value of 'mu' has shape \(2,\); expected "
+        r"one draw's shape \(3,\)",
+    ):
         cm.relabel(posterior, ["mu"], reference={"mu": np.zeros(2)})
     with pytest.raises(ValueError, match=r"missing \['sigma'\], unexpected \['tau'\]"):
         cm.relabel(posterior, ["mu", "sigma"], reference={"mu": TRUE_MU, "tau": 0.0})
@@ -198,8 +211,16 @@ def exchangeable_gmm():
 def switched_fit():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # the labels switch: R-hat is large
-        return cm.nuts(exchangeable_gmm, observed={"y": Y}, num_warmup=300, num_samples=300,
-                       num_chains=4, seed=SWITCHING_SEED, progress=False, init="uniform")
+        return cm.nuts(
+            exchangeable_gmm,
+            observed={"y": Y},
+            num_warmup=300,
+            num_samples=300,
+            num_chains=4,
+            seed=SWITCHING_SEED,
+            progress=False,
+            init="uniform",
+        )
 
 
 def test_fit_with_switched_labels_is_relabelled(switched_fit):
@@ -221,13 +242,15 @@ def test_fit_with_switched_labels_is_relabelled(switched_fit):
     # unconstrained draws recomputed through the model, in the new labels
     assert list(fixed.unconstrained) == list(post.unconstrained)
     np.testing.assert_allclose(fixed.unconstrained["mu"], fixed.samples["mu"], rtol=1e-6)
-    np.testing.assert_allclose(np.exp(fixed.unconstrained["sigma"]), fixed.samples["sigma"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        np.exp(fixed.unconstrained["sigma"]), fixed.samples["sigma"], rtol=1e-5
+    )
     # draws not permuted keep their unconstrained values
     kept = np.all(fixed.permutations == np.arange(2), axis=-1)
     assert 0 < kept.mean() < 1
-    np.testing.assert_allclose(fixed.unconstrained["w"][kept], post.unconstrained["w"][kept],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        fixed.unconstrained["w"][kept], post.unconstrained["w"][kept], atol=1e-5
+    )
 
 
 def test_responsibilities_follow_the_new_labels(switched_fit):
@@ -270,8 +293,14 @@ def test_no_component_axes_when_the_model_is_not_symmetric():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # short chains: low ESS
-        post = cm.nuts(ordered_gmm, observed={"y": Y}, num_warmup=200, num_samples=200,
-                       num_chains=2, progress=False)
+        post = cm.nuts(
+            ordered_gmm,
+            observed={"y": Y},
+            num_warmup=200,
+            num_samples=200,
+            num_chains=2,
+            progress=False,
+        )
     assert post.component_axes() == {}
     with pytest.raises(ValueError, match="name them with components="):
         post.relabel()

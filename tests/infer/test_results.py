@@ -47,8 +47,10 @@ def test_mixture_pointwise_log_likelihood_matches_scipy(precision):
     post, d = gmm_posterior()
     ll = post.log_likelihood()
     assert list(ll) == ["x"] and ll["x"].shape == (2, 6, N)
-    dens = sum(d["w"][..., k, None] * st.norm.pdf(X, d["mu"][..., k, None],
-                                                     d["sigma"][..., k, None]) for k in range(2))
+    dens = sum(
+        d["w"][..., k, None] * st.norm.pdf(X, d["mu"][..., k, None], d["sigma"][..., k, None])
+        for k in range(2)
+    )
     rtol = 1e-5 if precision == "float32" else 1e-10
     np.testing.assert_allclose(ll["x"], np.log(dens), rtol=rtol)
 
@@ -81,14 +83,16 @@ def test_observed_variables_sharing_a_plate_are_reported_together():
     mu, a, b, c = np.array([-1.0, 2.0]), X, -X, np.array([0.1, 0.2, -0.3])
     ll = jd.pointwise_log_likelihood({"mu": mu, "a": a, "b": b, "c": c}, observed=["a", "b", "c"])
     assert set(ll) == {"a+b", "c"}
-    joint = logsumexp([np.log(0.5) + st.norm.logpdf(a, m, 1.0) + st.norm.logpdf(b, -m, 2.0)
-                       for m in mu], axis=0)
+    joint = logsumexp(
+        [np.log(0.5) + st.norm.logpdf(a, m, 1.0) + st.norm.logpdf(b, -m, 2.0) for m in mu], axis=0
+    )
     np.testing.assert_allclose(ll["a+b"], joint, rtol=1e-5)
     np.testing.assert_allclose(ll["c"], st.norm.logpdf(c), rtol=1e-5)
 
 
 def test_a_model_that_branches_gives_one_total():
     """Seed-style model: `if z == 0` makes every observation depend on the one choice."""
+
     def model():
         z = yield tfd.Categorical(probs=jnp.array([0.6, 0.4]))
         s = yield tfd.HalfNormal(1.0 if z == 0 else 3.0)
@@ -109,8 +113,9 @@ def test_a_model_that_branches_gives_one_total():
 
     jd = tfd.JointDistributionCoroutine(model_where_x_depends)
     ll = jd.pointwise_log_likelihood({"s": s, "x": X}, observed=["x"])
-    expected = logsumexp([np.log(0.6) + st.norm.logpdf(X, -1, s).sum(),
-                          np.log(0.4) + st.norm.logpdf(X, 1, s).sum()])
+    expected = logsumexp(
+        [np.log(0.6) + st.norm.logpdf(X, -1, s).sum(), np.log(0.4) + st.norm.logpdf(X, 1, s).sum()]
+    )
     assert np.shape(ll["x"]) == ()
     np.testing.assert_allclose(ll["x"], expected, rtol=1e-5)
 
@@ -118,10 +123,12 @@ def test_a_model_that_branches_gives_one_total():
 def hmm_model(y_len):
     def hmm():
         mu = yield tfd.Ordered(tfd.Normal(jnp.zeros(2), 5.0))
-        y = yield tfd.HiddenMarkovModel(tfd.Categorical(probs=jnp.array([0.5, 0.5])),
-                                        tfd.Categorical(probs=jnp.array([[0.9, 0.1],
-                                                                         [0.2, 0.8]])),
-                                        tfd.Normal(mu, 1.0), num_steps=y_len)
+        y = yield tfd.HiddenMarkovModel(
+            tfd.Categorical(probs=jnp.array([0.5, 0.5])),
+            tfd.Categorical(probs=jnp.array([[0.9, 0.1], [0.2, 0.8]])),
+            tfd.Normal(mu, 1.0),
+            num_steps=y_len,
+        )
 
     return hmm
 
@@ -136,9 +143,12 @@ def test_chain_of_regimes_log_likelihood_and_viterbi_path():
     mode = post.discrete_mode()
     assert list(mode) == ["y_states"] and mode["y_states"].shape == (2, 3, len(y))
     for c, d in [(0, 0), (1, 2)]:
-        hmm = tfd.HiddenMarkovModel(tfd.Categorical(probs=jnp.array([0.5, 0.5])),
-                                    tfd.Categorical(probs=jnp.array([[0.9, 0.1], [0.2, 0.8]])),
-                                    tfd.Normal(jnp.asarray(mu[c, d]), 1.0), num_steps=len(y))
+        hmm = tfd.HiddenMarkovModel(
+            tfd.Categorical(probs=jnp.array([0.5, 0.5])),
+            tfd.Categorical(probs=jnp.array([[0.9, 0.1], [0.2, 0.8]])),
+            tfd.Normal(jnp.asarray(mu[c, d]), 1.0),
+            num_steps=len(y),
+        )
         np.testing.assert_allclose(ll["y"][c, d], hmm.log_prob(y), rtol=1e-5)
         np.testing.assert_array_equal(mode["y_states"][c, d], hmm.posterior_mode(y))
     # the regime draws per posterior draw are paths of the right shape, mostly the Viterbi path
@@ -181,8 +191,12 @@ def test_posterior_predictive_has_the_right_mixture_distribution():
     assert abs(np.mean(z**2) - 1) < 4 * np.std(z**2) / np.sqrt(z.size)
     # a two-component mixture: the fraction below the midpoint matches the weight of the first
     frac = np.mean(rep < ((mu[..., 0] + mu[..., 1]) / 2)[..., None])
-    expected = np.mean([w[..., 0] * st.norm.cdf((mu[..., 1] - mu[..., 0]) / 2 / sigma[..., 0])
-                        + w[..., 1] * st.norm.cdf((mu[..., 0] - mu[..., 1]) / 2 / sigma[..., 1])])
+    expected = np.mean(
+        [
+            w[..., 0] * st.norm.cdf((mu[..., 1] - mu[..., 0]) / 2 / sigma[..., 0])
+            + w[..., 1] * st.norm.cdf((mu[..., 0] - mu[..., 1]) / 2 / sigma[..., 1])
+        ]
+    )
     assert abs(frac - expected) < 4 * np.sqrt(expected * (1 - expected) / rep.size)
     thinned = post.posterior_predictive(num_draws=10, seed=0)["x"]
     assert thinned.shape == (2, 10, N)
@@ -195,8 +209,13 @@ def test_arviz_groups_loo_and_netcdf_round_trip(tmp_path):
     post.posterior_predictive(num_draws=50)
     post.prior_predictive(num_samples=30)
     idata = post.to_arviz()
-    assert {"log_likelihood", "posterior_predictive", "prior", "prior_predictive",
-            "discrete_posterior"} <= set(idata.groups())
+    assert {
+        "log_likelihood",
+        "posterior_predictive",
+        "prior",
+        "prior_predictive",
+        "discrete_posterior",
+    } <= set(idata.groups())
     assert idata.log_likelihood["x"].shape == (2, 200, N)
     assert idata.posterior_predictive["x"].shape == (2, 50, N)
     assert list(idata.prior.data_vars) == ["w", "mu", "sigma"]
@@ -212,8 +231,9 @@ def test_arviz_groups_loo_and_netcdf_round_trip(tmp_path):
     post.save(tmp_path / "fit.nc")
     back = Posterior.load(tmp_path / "fit.nc")
     np.testing.assert_array_equal(back.log_likelihood()["x"], post.log_likelihood()["x"])
-    np.testing.assert_array_equal(back.posterior_predictive(num_draws=50)["x"],
-                                  post.posterior_predictive(num_draws=50)["x"])
+    np.testing.assert_array_equal(
+        back.posterior_predictive(num_draws=50)["x"], post.posterior_predictive(num_draws=50)["x"]
+    )
     assert set(back.to_arviz().groups()) == set(idata.groups())
 
 

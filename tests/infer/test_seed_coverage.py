@@ -70,12 +70,14 @@ MIN_PER_PARAMETER = 16  # of 20 seeds, for each parameter
 def mixture(n):
     def model():
         component_selection = yield tfd.Categorical(
-            probs=jnp.broadcast_to(jnp.array([0.6, 0.4]), (n, 2)))
+            probs=jnp.broadcast_to(jnp.array([0.6, 0.4]), (n, 2))
+        )
         mu1 = yield tfd.Normal(loc=0.0, scale=1.0)
         mu2 = yield tfd.Normal(loc=5.0, scale=1.0)
         sigma = yield tfd.HalfNormal(scale=2.0)
-        observed_data = yield tfd.Normal(loc=jnp.where(component_selection == 0, mu1, mu2),
-                                         scale=sigma)
+        observed_data = yield tfd.Normal(
+            loc=jnp.where(component_selection == 0, mu1, mu2), scale=sigma
+        )
 
     return model
 
@@ -88,7 +90,8 @@ def hierarchical(n):
         mu = yield tfd.Ordered(tfd.Normal(loc=jnp.full(2, hyper_mu), scale=hyper_sigma))
         sigma = yield tfd.HalfNormal(scale=2.0)
         component_selection = yield tfd.Categorical(
-            probs=jnp.broadcast_to(jnp.array([0.5, 0.5]), (n, 2)))
+            probs=jnp.broadcast_to(jnp.array([0.5, 0.5]), (n, 2))
+        )
         observed_data = yield tfd.Normal(loc=mu[component_selection], scale=sigma)
 
     return model
@@ -113,16 +116,23 @@ def hierarchical_init(x):
     """A starting point from the data: the component means at its quartiles."""
     x = np.asarray(x, np.float64)
     q1, q3 = np.quantile(x, [0.25, 0.75])
-    return {"hyper_mu": x.mean(), "hyper_sigma": max(q3 - q1, 0.1), "mu": np.array([q1, q3]),
-            "sigma": max(x.std() / 2, 0.01)}
+    return {
+        "hyper_mu": x.mean(),
+        "hyper_sigma": max(q3 - q1, 0.1),
+        "mu": np.array([q1, q3]),
+        "sigma": max(x.std() / 2, 0.01),
+    }
 
 
 DEFAULT = {"num_warmup": 500, "num_samples": 500}
 MODELS = {  # model, observed variable, parameters checked, nuts settings
     "mixture": (mixture, "observed_data", ("mu1", "mu2", "sigma"), DEFAULT),
-    "hierarchical": (hierarchical, "observed_data", ("hyper_mu", "hyper_sigma", "mu", "sigma"),
-                     {"num_warmup": 1000, "num_samples": 1000, "target_accept": 0.99,
-                      "init": hierarchical_init}),
+    "hierarchical": (
+        hierarchical,
+        "observed_data",
+        ("hyper_mu", "hyper_sigma", "mu", "sigma"),
+        {"num_warmup": 1000, "num_samples": 1000, "target_accept": 0.99, "init": hierarchical_init},
+    ),
     "dynamic": (dynamic, "series", ("mu1", "mu2", "sigma"), DEFAULT),
 }
 
@@ -141,8 +151,14 @@ def one_seed(model_fn, observed_name, parameters, settings, seed):
     settings = dict(settings)
     if callable(settings.get("init")):
         settings["init"] = settings["init"](draw[observed_name])
-    post = cm.nuts(jd, observed={observed_name: draw[observed_name]}, num_chains=2, seed=seed,
-                   progress=False, **settings)
+    post = cm.nuts(
+        jd,
+        observed={observed_name: draw[observed_name]},
+        num_chains=2,
+        seed=seed,
+        progress=False,
+        **settings,
+    )
     covered, intervals = {}, {}
     for k in parameters:
         draws = np.asarray(post.samples[k]).reshape((-1,) + truth[k].shape)
@@ -170,10 +186,13 @@ def test_central_95_intervals_cover_the_truth(name):
             if not ok:
                 t, lo, hi = intervals[key]
                 misses.setdefault(key, []).append(
-                    f"seed {seed}: {t:.3f} not in [{lo:.3f}, {hi:.3f}]")
+                    f"seed {seed}: {t:.3f} not in [{lo:.3f}, {hi:.3f}]"
+                )
     run = {k: v for k, v in settings.items() if not callable(v)}
-    title = (f"coverage of central 95% intervals, {name} (N = {N}, {len(SEEDS)} seeds, "
-             f"2 chains, {run}), {time.perf_counter() - start:.0f} s:")
+    title = (
+        f"coverage of central 95% intervals, {name} (N = {N}, {len(SEEDS)} seeds, "
+        f"2 chains, {run}), {time.perf_counter() - start:.0f} s:"
+    )
     lines = [title]
     for key, n in hits.items():
         lines.append(f"  {key:<14} {n:>2}/{len(SEEDS)}  {'; '.join(misses.get(key, []))}")

@@ -24,8 +24,9 @@ class Bernoulli(SuccessProbability, Distribution):
     static_names = ("_kind",)
     is_discrete = True
 
-    def __init__(self, logits=None, probs=None, *, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self, logits=None, probs=None, *, validate_args: bool = True, name: str | None = None
+    ):
         label = f"Bernoulli '{name}'" if name else "Bernoulli"
         self._param, self._kind = logits_and_probs(logits, probs, label)
         self._init_common(name, validate_args)

@@ -21,14 +21,17 @@ class Beta(Distribution):
 
     parameter_names = ("concentration1", "concentration0")
 
-    def __init__(self, concentration1, concentration0, *, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self, concentration1, concentration0, *, validate_args: bool = True, name: str | None = None
+    ):
         self.concentration1, self.concentration0 = promote_floats(concentration1, concentration0)
         self._init_common(name, validate_args)
 
     def _parameter_checks(self):
-        return [("concentration1", self.concentration1 > 0, "positive"),
-                ("concentration0", self.concentration0 > 0, "positive")]
+        return [
+            ("concentration1", self.concentration1 > 0, "positive"),
+            ("concentration0", self.concentration0 > 0, "positive"),
+        ]
 
     @property
     def support(self):

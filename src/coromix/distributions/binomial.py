@@ -26,8 +26,15 @@ class Binomial(SuccessProbability, Distribution):
     static_names = ("_kind",)
     is_discrete = True
 
-    def __init__(self, total_count, logits=None, probs=None, *, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self,
+        total_count,
+        logits=None,
+        probs=None,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ):
         label = f"Binomial '{name}'" if name else "Binomial"
         param, self._kind = logits_and_probs(logits, probs, label)
         self.total_count, self._param = promote_floats(total_count, param)
@@ -91,11 +98,13 @@ class Binomial(SuccessProbability, Distribution):
                 f"{self._label()}: enumerate_support() needs a concrete `total_count` to know how "
                 f"many values to list (the support size fixes an array shape), but `total_count` "
                 f"is traced here (inside jit/vmap/grad); build the distribution with a NumPy or "
-                f"Python number for `total_count` outside the traced function")
+                f"Python number for `total_count` outside the traced function"
+            )
         values = np.unique(np.asarray(n))
         if values.size != 1:
             raise ValueError(
                 f"{self._label()}: enumerate_support() lists one support for the whole batch, so "
                 f"every batch member needs the same `total_count`; got {values.size} different "
-                f"values (min {values.min()}, max {values.max()})")
+                f"values (min {values.min()}, max {values.max()})"
+            )
         return np.arange(int(values[0]) + 1, dtype=np.int32)

@@ -43,12 +43,15 @@ class Categorical(Distribution):
     static_names = ("_kind",)
     is_discrete = True
 
-    def __init__(self, logits=None, probs=None, *, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self, logits=None, probs=None, *, validate_args: bool = True, name: str | None = None
+    ):
         self._param, self._kind = logits_and_probs(logits, probs, f"Categorical '{name}'")
         if self._param.ndim == 0:
-            raise ValueError(f"Categorical '{name}': `{self._kind}` needs a last axis of K categories; "
-                             f"got a scalar")
+            raise ValueError(
+                f"Categorical '{name}': `{self._kind}` needs a last axis of K categories; "
+                f"got a scalar"
+            )
         self._init_common(name, validate_args)
 
     def _parameter_checks(self):
@@ -56,8 +59,13 @@ class Categorical(Distribution):
             return []
         p = self._param
         tol = 1e-4 if p.dtype == jnp.float32 else 1e-8
-        return [("_param", jnp.all(p >= 0) & jnp.all(jnp.abs(p.sum(-1) - 1) < tol),
-                 "probabilities (nonnegative, summing to 1 over the last axis) for `probs`")]
+        return [
+            (
+                "_param",
+                jnp.all(p >= 0) & jnp.all(jnp.abs(p.sum(-1) - 1) < tol),
+                "probabilities (nonnegative, summing to 1 over the last axis) for `probs`",
+            )
+        ]
 
     @property
     def logits(self):

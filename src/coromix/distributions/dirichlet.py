@@ -26,8 +26,9 @@ class Dirichlet(Distribution):
         (self.concentration,) = promote_floats(concentration)
         if self.concentration.ndim == 0:
             label = f"Dirichlet '{name}'" if name else "Dirichlet"
-            raise ValueError(f"{label}: `concentration` needs a last axis of K categories; "
-                             f"got a scalar")
+            raise ValueError(
+                f"{label}: `concentration` needs a last axis of K categories; got a scalar"
+            )
         self._init_common(name, validate_args)
 
     def _parameter_checks(self):

@@ -55,8 +55,9 @@ def as_key(seed: Any) -> jax.Array:
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         return jax.random.key(int(seed))
     if isinstance(seed, (str, bytes, bool, float)):
-        raise TypeError(f"seed must be an int, a JAX PRNG key or None; got "
-                        f"{type(seed).__name__} {seed!r}")
+        raise TypeError(
+            f"seed must be an int, a JAX PRNG key or None; got {type(seed).__name__} {seed!r}"
+        )
     seed = jnp.asarray(seed) if not isinstance(seed, jax.Array) else seed
     if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
         return seed
@@ -64,8 +65,10 @@ def as_key(seed: Any) -> jax.Array:
         return jax.random.wrap_key_data(seed)
     if seed.shape == () and jnp.issubdtype(seed.dtype, jnp.integer):
         return jax.random.key(seed)
-    raise TypeError(f"seed must be an int, a JAX PRNG key or None; got {type(seed).__name__} "
-                    f"with shape {getattr(seed, 'shape', None)}")
+    raise TypeError(
+        f"seed must be an int, a JAX PRNG key or None; got {type(seed).__name__} "
+        f"with shape {getattr(seed, 'shape', None)}"
+    )
 
 
 def as_shape(shape: Any, name: str = "sample_shape") -> Shape:
@@ -76,10 +79,12 @@ def as_shape(shape: Any, name: str = "sample_shape") -> Shape:
     try:
         dims = tuple(dims)
     except TypeError:
-        raise TypeError(f"{name} must be an int or a tuple of ints; got "
-                        f"{type(shape).__name__} {shape!r}") from None
-    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
-               for d in dims):
+        raise TypeError(
+            f"{name} must be an int or a tuple of ints; got {type(shape).__name__} {shape!r}"
+        ) from None
+    if not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in dims
+    ):
         raise ValueError(f"{name} must be made of integers >= 0; got {shape!r}")
     return tuple(int(d) for d in dims)
 
@@ -148,14 +153,17 @@ class Distribution:
             if not (is_concrete(ok) and is_concrete(value)):
                 continue
             if not np.all(ok):
-                raise ValueError(f"{self._label()}: parameter `{param}` must be {expected}; got {_show(value)}")
+                raise ValueError(
+                    f"{self._label()}: parameter `{param}` must be {expected}; got {_show(value)}"
+                )
 
     def _check_value(self, value: jax.Array) -> None:
         if not (self.validate_args and is_concrete(value)):
             return
         if not np.all(self.support.check(value)):
-            raise ValueError(f"{self._label()}: value outside the support ({self.support}); "
-                             f"got {_show(value)}")
+            raise ValueError(
+                f"{self._label()}: value outside the support ({self.support}); got {_show(value)}"
+            )
 
     # --- shapes -----------------------------------------------------------------------------
     @property
@@ -174,7 +182,11 @@ class Distribution:
 
     @property
     def dtype(self):
-        return jnp.result_type(*(getattr(self, n) for n in self.parameter_names)) if self.parameter_names else default_float()
+        return (
+            jnp.result_type(*(getattr(self, n) for n in self.parameter_names))
+            if self.parameter_names
+            else default_float()
+        )
 
     # --- sampling and densities -------------------------------------------------------------
     def sample(self, sample_shape: int | Sequence[int] = (), seed: Any = None) -> jax.Array:

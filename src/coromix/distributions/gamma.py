@@ -22,14 +22,17 @@ class Gamma(Distribution):
 
     parameter_names = ("concentration", "rate")
 
-    def __init__(self, concentration, rate=1.0, *, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self, concentration, rate=1.0, *, validate_args: bool = True, name: str | None = None
+    ):
         self.concentration, self.rate = promote_floats(concentration, rate)
         self._init_common(name, validate_args)
 
     def _parameter_checks(self):
-        return [("concentration", self.concentration > 0, "positive"),
-                ("rate", self.rate > 0, "positive")]
+        return [
+            ("concentration", self.concentration > 0, "positive"),
+            ("rate", self.rate > 0, "positive"),
+        ]
 
     @property
     def support(self):

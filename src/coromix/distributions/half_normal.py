@@ -49,4 +49,3 @@ class HalfNormal(Distribution):
 
     def variance(self):
         return jnp.broadcast_to(self.scale**2 * (1 - 2 / math.pi), self.batch_shape)
-

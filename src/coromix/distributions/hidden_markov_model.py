@@ -27,8 +27,9 @@ from coromix.distributions.categorical import Categorical
 from coromix.distributions.distribution import Distribution, Shape, as_key, as_shape
 
 
-def _map_over_batch(fn: Callable, args: Sequence[jax.Array], core_ndims: Sequence[int],
-                    batch_shape: Shape):
+def _map_over_batch(
+    fn: Callable, args: Sequence[jax.Array], core_ndims: Sequence[int], batch_shape: Shape
+):
     """Apply ``fn`` (written for unbatched arguments) over leading batch dimensions.
 
     ``args[i]`` has shape ``b_i + core_i`` with ``len(core_i) == core_ndims[i]`` and ``b_i``
@@ -39,7 +40,9 @@ def _map_over_batch(fn: Callable, args: Sequence[jax.Array], core_ndims: Sequenc
     for a, c in zip(args, core_ndims):
         nb = jnp.ndim(a) - c
         if nb > len(batch_shape):
-            raise ValueError(f"argument of shape {jnp.shape(a)} has more batch dims than {batch_shape}")
+            raise ValueError(
+                f"argument of shape {jnp.shape(a)} has more batch dims than {batch_shape}"
+            )
         padded.append(jnp.reshape(a, (1,) * (len(batch_shape) - nb) + jnp.shape(a)))
 
     def rec(depth, *xs):
@@ -90,13 +93,25 @@ class HiddenMarkovModel(Distribution):
     >>> hmm.mean()                      # [3., 6., 7.5, 8.25, 8.625, 8.8125, 8.90625]
     """
 
-    parameter_names = ("initial_distribution", "transition_distribution", "observation_distribution")
+    parameter_names = (
+        "initial_distribution",
+        "transition_distribution",
+        "observation_distribution",
+    )
     static_names = ("num_steps", "time_varying_transition", "time_varying_observation")
 
-    def __init__(self, initial_distribution: Categorical, transition_distribution: Categorical,
-                 observation_distribution: Distribution, num_steps: int,
-                 time_varying_transition: bool = False, time_varying_observation: bool = False, *,
-                 validate_args: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        initial_distribution: Categorical,
+        transition_distribution: Categorical,
+        observation_distribution: Distribution,
+        num_steps: int,
+        time_varying_transition: bool = False,
+        time_varying_observation: bool = False,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ):
         self.initial_distribution = initial_distribution
         self.transition_distribution = transition_distribution
         self.observation_distribution = observation_distribution
@@ -110,33 +125,44 @@ class HiddenMarkovModel(Distribution):
     # --- structure --------------------------------------------------------------------------
     def _check_structure(self) -> None:
         label = self._label()
-        init, trans, obs = (self.initial_distribution, self.transition_distribution,
-                            self.observation_distribution)
+        init, trans, obs = (
+            self.initial_distribution,
+            self.transition_distribution,
+            self.observation_distribution,
+        )
         for what, d in (("initial_distribution", init), ("transition_distribution", trans)):
             if not (hasattr(d, "logits") and hasattr(d, "num_categories")):
                 raise TypeError(f"{label}: `{what}` must be a Categorical; got {type(d).__name__}")
         if not isinstance(obs, Distribution):
-            raise TypeError(f"{label}: `observation_distribution` must be a coromix Distribution; "
-                            f"got {type(obs).__name__}")
+            raise TypeError(
+                f"{label}: `observation_distribution` must be a coromix Distribution; "
+                f"got {type(obs).__name__}"
+            )
         if self.num_steps < 1:
             raise ValueError(f"{label}: `num_steps` must be at least 1; got {self.num_steps}")
         K = init.num_categories
         T = self.num_steps
         if trans.num_categories != K:
-            raise ValueError(f"{label}: transition_distribution has {trans.num_categories} "
-                             f"categories but initial_distribution has {K}")
+            raise ValueError(
+                f"{label}: transition_distribution has {trans.num_categories} "
+                f"categories but initial_distribution has {K}"
+            )
         tb = tuple(trans.batch_shape)
         want = (T - 1, K) if self.time_varying_transition else (K,)
-        if tb[len(tb) - len(want):] != want or len(tb) < len(want):
-            raise ValueError(f"{label}: transition_distribution batch shape must end in "
-                             f"{list(want)} (rows of the transition matrix"
-                             f"{', per step' if self.time_varying_transition else ''}); got {list(tb)}")
+        if tb[len(tb) - len(want) :] != want or len(tb) < len(want):
+            raise ValueError(
+                f"{label}: transition_distribution batch shape must end in "
+                f"{list(want)} (rows of the transition matrix"
+                f"{', per step' if self.time_varying_transition else ''}); got {list(tb)}"
+            )
         ob = tuple(obs.batch_shape)
         want = (T, K) if self.time_varying_observation else (K,)
-        if ob[len(ob) - len(want):] != want or len(ob) < len(want):
-            raise ValueError(f"{label}: observation_distribution batch shape must end in "
-                             f"{list(want)} (one component per state"
-                             f"{', per step' if self.time_varying_observation else ''}); got {list(ob)}")
+        if ob[len(ob) - len(want) :] != want or len(ob) < len(want):
+            raise ValueError(
+                f"{label}: observation_distribution batch shape must end in "
+                f"{list(want)} (one component per state"
+                f"{', per step' if self.time_varying_observation else ''}); got {list(ob)}"
+            )
 
     @property
     def num_states(self) -> int:
@@ -155,7 +181,9 @@ class HiddenMarkovModel(Distribution):
 
     @property
     def batch_shape(self) -> Shape:
-        return tuple(jnp.broadcast_shapes(self._init_batch(), self._trans_batch(), self._obs_batch()))
+        return tuple(
+            jnp.broadcast_shapes(self._init_batch(), self._trans_batch(), self._obs_batch())
+        )
 
     @property
     def event_shape(self) -> Shape:
@@ -189,16 +217,18 @@ class HiddenMarkovModel(Distribution):
         ev = len(obs.event_shape)
         lead = value.ndim - 1 - ev
         if lead < 0 or value.shape[lead:] != self.event_shape:
-            raise ValueError(f"{self._label()}: observations must have shape [..., "
-                             f"{', '.join(map(str, self.event_shape))}] (num_steps + observation "
-                             f"event shape); got {list(value.shape)}")
+            raise ValueError(
+                f"{self._label()}: observations must have shape [..., "
+                f"{', '.join(map(str, self.event_shape))}] (num_steps + observation "
+                f"event shape); got {list(value.shape)}"
+            )
         if self.time_varying_observation:
-            return obs.log_prob(jnp.expand_dims(value, lead + 1))         # [..., T, K]
-        pad = max(0, len(self._obs_batch()) - lead)     # keep T out of the batch alignment
+            return obs.log_prob(jnp.expand_dims(value, lead + 1))  # [..., T, K]
+        pad = max(0, len(self._obs_batch()) - lead)  # keep T out of the batch alignment
         value = jnp.reshape(value, (1,) * pad + value.shape)
         lead += pad
-        x = jnp.expand_dims(jnp.moveaxis(value, lead, 0), lead + 1)        # [T, ..., 1, *ev]
-        return jnp.moveaxis(obs.log_prob(x), 0, -2)                        # [..., T, K]
+        x = jnp.expand_dims(jnp.moveaxis(value, lead, 0), lead + 1)  # [T, ..., 1, *ev]
+        return jnp.moveaxis(obs.log_prob(x), 0, -2)  # [..., T, K]
 
     def _chain_args(self, observations):
         log_obs = self._log_obs(observations)
@@ -215,19 +245,22 @@ class HiddenMarkovModel(Distribution):
     def posterior_marginals(self, observations: Any) -> Categorical:
         """``p(z_t = k | x_{1:T})`` as a :class:`Categorical` with ``probs`` of shape
         ``batch + [T, K]`` (TFP returns a Categorical too; use ``.probs`` for the array)."""
-        return Categorical(probs=_posterior_marginals(self, jnp.asarray(observations)),
-                           validate_args=False)
+        return Categorical(
+            probs=_posterior_marginals(self, jnp.asarray(observations)), validate_args=False
+        )
 
     def posterior_mode(self, observations: Any) -> jax.Array:
         """Most probable state path (Viterbi), ``int32 batch + [T]``."""
         return _posterior_mode(self, jnp.asarray(observations))
 
-    def posterior_sample(self, observations: Any, sample_shape: int | Sequence[int] = (),
-                         seed: Any = None) -> jax.Array:
+    def posterior_sample(
+        self, observations: Any, sample_shape: int | Sequence[int] = (), seed: Any = None
+    ) -> jax.Array:
         """Exact draws of state paths from ``p(z_{1:T} | x_{1:T})``, ``int32 sample_shape +
         batch + [T]`` (forward filtering, backward sampling)."""
-        return _posterior_sample(self, jnp.asarray(observations), as_key(seed),
-                                 as_shape(sample_shape))
+        return _posterior_sample(
+            self, jnp.asarray(observations), as_key(seed), as_shape(sample_shape)
+        )
 
     # --- sampling ---------------------------------------------------------------------------
     def _sample_states(self, key, shape: Shape) -> jax.Array:
@@ -249,7 +282,7 @@ class HiddenMarkovModel(Distribution):
             return z, z
 
         xs = (u[1:], jnp.moveaxis(lt, -3, 0)) if self.time_varying_transition else u[1:]
-        _, zs = jax.lax.scan(step, z0, xs)                                  # [T-1, *shape]
+        _, zs = jax.lax.scan(step, z0, xs)  # [T-1, *shape]
         return jnp.moveaxis(jnp.concatenate([z0[None], zs], axis=0), 0, -1)
 
     def _sample(self, key, shape: Shape) -> jax.Array:
@@ -259,14 +292,14 @@ class HiddenMarkovModel(Distribution):
         # Draws every state's component at every step (K times the observations needed, but it
         # works for any observation distribution), then picks the sampled state's one.
         k_z, k_x = jax.random.split(key)
-        z = self._sample_states(k_z, shape)                                 # [*shape, T]
+        z = self._sample_states(k_z, shape)  # [*shape, T]
         K, T = self.num_states, self.num_steps
         obs = self.observation_distribution
         ev = tuple(obs.event_shape)
         if self.time_varying_observation:
-            x = obs._sample(k_x, shape + (T, K))                            # [*shape, T, K, *ev]
+            x = obs._sample(k_x, shape + (T, K))  # [*shape, T, K, *ev]
         else:
-            x = obs._sample(k_x, (T,) + shape + (K,))                       # [T, *shape, K, *ev]
+            x = obs._sample(k_x, (T,) + shape + (K,))  # [T, *shape, K, *ev]
             x = jnp.moveaxis(x, 0, len(shape))
         idx = z.reshape(z.shape + (1,) + (1,) * len(ev))
         idx = jnp.broadcast_to(idx, z.shape + (1,) + ev)
@@ -326,13 +359,17 @@ class HiddenMarkovModel(Distribution):
 # The public methods run these jitted functions (the distribution is a pytree), so that eager
 # calls compile once per shape instead of dispatching every operation separately.
 
+
 @jax.jit
 def _log_prob(d: HiddenMarkovModel, value):
     args, cores, batch = d._chain_args(value)
     parallel = markov.default_parallel()
     return _map_over_batch(
         lambda li, lt, lo: markov.forward_log_likelihood(li, lt, lo, parallel=parallel),
-        args, cores, batch)
+        args,
+        cores,
+        batch,
+    )
 
 
 @jax.jit
@@ -341,7 +378,10 @@ def _posterior_marginals(d: HiddenMarkovModel, observations):
     parallel = markov.default_parallel()
     return _map_over_batch(
         lambda li, lt, lo: markov.posterior_marginals(li, lt, lo, parallel=parallel),
-        args, cores, batch)
+        args,
+        cores,
+        batch,
+    )
 
 
 @jax.jit
@@ -357,9 +397,13 @@ def _posterior_sample(d: HiddenMarkovModel, observations, key, sample_shape: Sha
     keys = jax.random.split(key, n).reshape(batch)
     parallel = markov.default_parallel()
     draws = _map_over_batch(
-        lambda k, li, lt, lo: markov.posterior_sample(k, li, lt, lo, sample_shape,
-                                                      parallel=parallel),
-        (keys,) + args, (0,) + cores, batch)                               # batch + S + [T]
+        lambda k, li, lt, lo: markov.posterior_sample(
+            k, li, lt, lo, sample_shape, parallel=parallel
+        ),
+        (keys,) + args,
+        (0,) + cores,
+        batch,
+    )  # batch + S + [T]
     nb, ns = len(batch), len(sample_shape)
     return jnp.moveaxis(draws, tuple(range(nb, nb + ns)), tuple(range(ns)))
 

@@ -19,20 +19,30 @@ class Independent(Distribution):
     parameter_names = ("distribution",)
     static_names = ("reinterpreted_batch_ndims",)
 
-    def __init__(self, distribution: Distribution, reinterpreted_batch_ndims: int | None = None, *,
-                 validate_args: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        distribution: Distribution,
+        reinterpreted_batch_ndims: int | None = None,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ):
         label = f"Independent '{name}'" if name else "Independent"
         if not isinstance(distribution, Distribution):
-            raise TypeError(f"{label}: `distribution` must be a coromix Distribution; "
-                            f"got {type(distribution).__name__}")
+            raise TypeError(
+                f"{label}: `distribution` must be a coromix Distribution; "
+                f"got {type(distribution).__name__}"
+            )
         base_ndims = len(distribution.batch_shape)
         if reinterpreted_batch_ndims is None:
             reinterpreted_batch_ndims = base_ndims
         n = int(reinterpreted_batch_ndims)
         if n != reinterpreted_batch_ndims or not 0 <= n <= base_ndims:
-            raise ValueError(f"{label}: `reinterpreted_batch_ndims` must be an integer in "
-                             f"[0, {base_ndims}] (the base's batch_shape is "
-                             f"{distribution.batch_shape}); got {reinterpreted_batch_ndims}")
+            raise ValueError(
+                f"{label}: `reinterpreted_batch_ndims` must be an integer in "
+                f"[0, {base_ndims}] (the base's batch_shape is "
+                f"{distribution.batch_shape}); got {reinterpreted_batch_ndims}"
+            )
         self.distribution = distribution
         self.reinterpreted_batch_ndims = n
         self._init_common(name, validate_args)
@@ -52,7 +62,7 @@ class Independent(Distribution):
     @property
     def event_shape(self):
         base = self.distribution
-        return tuple(base.batch_shape)[self._split:] + tuple(base.event_shape)
+        return tuple(base.batch_shape)[self._split :] + tuple(base.event_shape)
 
     @property
     def support(self):
@@ -63,7 +73,7 @@ class Independent(Distribution):
         return self.distribution.dtype
 
     def _sample(self, key, shape):
-        moved = tuple(self.distribution.batch_shape)[self._split:]
+        moved = tuple(self.distribution.batch_shape)[self._split :]
         return self.distribution._sample(key, tuple(shape) + moved)
 
     def log_prob(self, value):

@@ -23,14 +23,17 @@ class InverseGamma(Distribution):
 
     parameter_names = ("concentration", "scale")
 
-    def __init__(self, concentration, scale=1.0, *, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self, concentration, scale=1.0, *, validate_args: bool = True, name: str | None = None
+    ):
         self.concentration, self.scale = promote_floats(concentration, scale)
         self._init_common(name, validate_args)
 
     def _parameter_checks(self):
-        return [("concentration", self.concentration > 0, "positive"),
-                ("scale", self.scale > 0, "positive")]
+        return [
+            ("concentration", self.concentration > 0, "positive"),
+            ("scale", self.scale > 0, "positive"),
+        ]
 
     @property
     def support(self):

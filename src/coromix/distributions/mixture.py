@@ -22,8 +22,12 @@ def _same_constraint(a, b) -> bool:
     if va.keys() != vb.keys():
         return False
     try:
-        return all(_same_constraint(va[n], vb[n]) if isinstance(va[n], constraints.Constraint)
-                   else bool(np.array_equal(np.asarray(va[n]), np.asarray(vb[n]))) for n in va)
+        return all(
+            _same_constraint(va[n], vb[n])
+            if isinstance(va[n], constraints.Constraint)
+            else bool(np.array_equal(np.asarray(va[n]), np.asarray(vb[n])))
+            for n in va
+        )
     except (TypeError, ValueError, jax.errors.JAXTypeError, jax.errors.ConcretizationTypeError):
         # tracers (inside jit) or incomparable values: treat as different
         return False
@@ -85,18 +89,23 @@ class Mixture(Distribution):
         label = f"Mixture '{name}'" if name else "Mixture"
         check_categorical(cat, label, "cat")
         if isinstance(components, Distribution) or not hasattr(components, "__len__"):
-            raise TypeError(f"{label}: `components` must be a list or tuple of distributions; "
-                            f"got {type(components).__name__}")
+            raise TypeError(
+                f"{label}: `components` must be a list or tuple of distributions; "
+                f"got {type(components).__name__}"
+            )
         components = tuple(components)
         for i, c in enumerate(components):
             if not isinstance(c, Distribution):
-                raise TypeError(f"{label}: components[{i}] must be a Distribution; "
-                                f"got {type(c).__name__}")
+                raise TypeError(
+                    f"{label}: components[{i}] must be a Distribution; got {type(c).__name__}"
+                )
         k = cat.num_categories
         if len(components) != k:
-            raise ValueError(f"{label}: `cat` has K = {k} categories (batch_shape "
-                             f"{tuple(cat.batch_shape)}) but {len(components)} components "
-                             f"were given")
+            raise ValueError(
+                f"{label}: `cat` has K = {k} categories (batch_shape "
+                f"{tuple(cat.batch_shape)}) but {len(components)} components "
+                f"were given"
+            )
         if k == 0:
             raise ValueError(f"{label}: needs at least one component")
         b0, e0 = tuple(components[0].batch_shape), tuple(components[0].event_shape)
@@ -106,12 +115,15 @@ class Mixture(Distribution):
                 raise ValueError(
                     f"{label}: components[{i}] ({c._label()}) has batch_shape {b} and event_shape "
                     f"{e}, but components[0] ({components[0]._label()}) has batch_shape {b0} and "
-                    f"event_shape {e0}; all components must have the same shapes")
+                    f"event_shape {e0}; all components must have the same shapes"
+                )
         try:
             jnp.broadcast_shapes(tuple(cat.batch_shape), b0)
         except ValueError:
-            raise ValueError(f"{label}: `cat` batch_shape {tuple(cat.batch_shape)} does not match "
-                             f"the components' batch_shape {b0}") from None
+            raise ValueError(
+                f"{label}: `cat` batch_shape {tuple(cat.batch_shape)} does not match "
+                f"the components' batch_shape {b0}"
+            ) from None
         self.cat = cat
         self.components = components
         self._init_common(name, validate_args)
@@ -123,8 +135,9 @@ class Mixture(Distribution):
 
     @property
     def batch_shape(self):
-        return tuple(jnp.broadcast_shapes(tuple(self.cat.batch_shape),
-                                          tuple(self.components[0].batch_shape)))
+        return tuple(
+            jnp.broadcast_shapes(tuple(self.cat.batch_shape), tuple(self.components[0].batch_shape))
+        )
 
     @property
     def event_shape(self):
@@ -170,23 +183,28 @@ class Mixture(Distribution):
         n_event = len(self.event_shape)
         full = shape + self.event_shape
         dtype = self.dtype
-        xs = jnp.stack([jnp.broadcast_to(c._sample(kk, shape), full).astype(dtype)
-                        for c, kk in zip(self.components, keys[1:])], axis=-1 - n_event)
-        k = self.cat._sample(keys[0], shape)                                       # S + B
+        xs = jnp.stack(
+            [
+                jnp.broadcast_to(c._sample(kk, shape), full).astype(dtype)
+                for c, kk in zip(self.components, keys[1:])
+            ],
+            axis=-1 - n_event,
+        )
+        k = self.cat._sample(keys[0], shape)  # S + B
         idx = k.reshape(k.shape + (1,) * (1 + n_event))
         return jnp.take_along_axis(xs, idx, axis=-1 - n_event).squeeze(-1 - n_event)
 
     def log_prob(self, value):
         lps = [c.log_prob(value) for c in self.components]
         shape = jnp.broadcast_shapes(*(jnp.shape(lp) for lp in lps))
-        lp = jnp.stack([jnp.broadcast_to(x, shape) for x in lps], axis=-1)        # S + B + [K]
+        lp = jnp.stack([jnp.broadcast_to(x, shape) for x in lps], axis=-1)  # S + B + [K]
         return jax.nn.logsumexp(lp + self._log_weights(), axis=-1)
 
     def _moments(self):
         axis = -1 - len(self.event_shape)
         full = self.batch_shape + self.event_shape
         w = self.cat.probs
-        w = w.reshape(w.shape + (1,) * len(self.event_shape))                     # B + [K] + 1s
+        w = w.reshape(w.shape + (1,) * len(self.event_shape))  # B + [K] + 1s
         mu = jnp.stack([jnp.broadcast_to(c.mean(), full) for c in self.components], axis=axis)
         return w, mu, axis, full
 
@@ -202,5 +220,7 @@ class Mixture(Distribution):
 
     def __repr__(self) -> str:
         comps = ", ".join(repr(c) for c in self.components)
-        return (f"{self._label()}(batch_shape={self.batch_shape}, event_shape={self.event_shape}, "
-                f"components=[{comps}])")
+        return (
+            f"{self._label()}(batch_shape={self.batch_shape}, event_shape={self.event_shape}, "
+            f"components=[{comps}])"
+        )

@@ -11,10 +11,16 @@ from coromix.distributions.distribution import Distribution
 
 def check_categorical(cat, owner: str, arg: str) -> None:
     """``cat`` must be Categorical-like: ``logits``, ``num_categories`` and a scalar event."""
-    if not (isinstance(cat, Distribution) and hasattr(cat, "logits")
-            and hasattr(cat, "num_categories") and tuple(cat.event_shape) == ()):
-        raise TypeError(f"{owner}: `{arg}` must be a Categorical distribution (with `logits` and "
-                        f"`num_categories`); got {cat!r}")
+    if not (
+        isinstance(cat, Distribution)
+        and hasattr(cat, "logits")
+        and hasattr(cat, "num_categories")
+        and tuple(cat.event_shape) == ()
+    ):
+        raise TypeError(
+            f"{owner}: `{arg}` must be a Categorical distribution (with `logits` and "
+            f"`num_categories`); got {cat!r}"
+        )
 
 
 def _union_over_components(support, full_shape, axis):
@@ -27,14 +33,20 @@ def _union_over_components(support, full_shape, axis):
     """
     if isinstance(support, constraints.Independent):
         base = _union_over_components(support.base, full_shape, axis)
-        return support if base is support.base else constraints.Independent(
-            base, support.reinterpreted_batch_ndims)
+        return (
+            support
+            if base is support.base
+            else constraints.Independent(base, support.reinterpreted_batch_ndims)
+        )
     if isinstance(support, constraints.GreaterThan) and jnp.ndim(support.lower) > 0:
         return constraints.GreaterThan(jnp.min(jnp.broadcast_to(support.lower, full_shape), axis))
-    if isinstance(support, constraints.Interval) and (jnp.ndim(support.low) > 0
-                                                      or jnp.ndim(support.high) > 0):
-        return constraints.Interval(jnp.min(jnp.broadcast_to(support.low, full_shape), axis),
-                                    jnp.max(jnp.broadcast_to(support.high, full_shape), axis))
+    if isinstance(support, constraints.Interval) and (
+        jnp.ndim(support.low) > 0 or jnp.ndim(support.high) > 0
+    ):
+        return constraints.Interval(
+            jnp.min(jnp.broadcast_to(support.low, full_shape), axis),
+            jnp.max(jnp.broadcast_to(support.high, full_shape), axis),
+        )
     return support
 
 
@@ -59,13 +71,21 @@ class MixtureSameFamily(Distribution):
 
     parameter_names = ("mixture_distribution", "components_distribution")
 
-    def __init__(self, mixture_distribution, components_distribution, *,
-                 validate_args: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        mixture_distribution,
+        components_distribution,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ):
         label = f"MixtureSameFamily '{name}'" if name else "MixtureSameFamily"
         check_categorical(mixture_distribution, label, "mixture_distribution")
         if not isinstance(components_distribution, Distribution):
-            raise TypeError(f"{label}: `components_distribution` must be a Distribution; "
-                            f"got {type(components_distribution).__name__}")
+            raise TypeError(
+                f"{label}: `components_distribution` must be a Distribution; "
+                f"got {type(components_distribution).__name__}"
+            )
         k = mixture_distribution.num_categories
         comp_batch = tuple(components_distribution.batch_shape)
         mix_batch = tuple(mixture_distribution.batch_shape)
@@ -74,14 +94,16 @@ class MixtureSameFamily(Distribution):
                 f"{label}: the mixture has K = {k} categories (mixture_distribution batch_shape "
                 f"{mix_batch}, {k} categories) but components_distribution has batch_shape "
                 f"{comp_batch} and event_shape {tuple(components_distribution.event_shape)}; "
-                f"its last batch dimension must be K = {k}")
+                f"its last batch dimension must be K = {k}"
+            )
         try:
             jnp.broadcast_shapes(mix_batch, comp_batch[:-1])
         except ValueError:
             raise ValueError(
                 f"{label}: mixture_distribution batch_shape {mix_batch} does not match "
                 f"components_distribution batch_shape {comp_batch} without its last (K) dimension, "
-                f"{comp_batch[:-1]}") from None
+                f"{comp_batch[:-1]}"
+            ) from None
         self.mixture_distribution = mixture_distribution
         self.components_distribution = components_distribution
         self._init_common(name, validate_args)
@@ -93,8 +115,12 @@ class MixtureSameFamily(Distribution):
 
     @property
     def batch_shape(self):
-        return tuple(jnp.broadcast_shapes(tuple(self.mixture_distribution.batch_shape),
-                                          tuple(self.components_distribution.batch_shape)[:-1]))
+        return tuple(
+            jnp.broadcast_shapes(
+                tuple(self.mixture_distribution.batch_shape),
+                tuple(self.components_distribution.batch_shape)[:-1],
+            )
+        )
 
     @property
     def event_shape(self):
@@ -124,7 +150,7 @@ class MixtureSameFamily(Distribution):
         # shape = sample_shape + batch_shape.  Draw every component, then pick one per draw.
         key_mix, key_comp = jax.random.split(key)
         n_event = len(self.event_shape)
-        k = self.mixture_distribution._sample(key_mix, shape)                     # S + B
+        k = self.mixture_distribution._sample(key_mix, shape)  # S + B
         xs = self.components_distribution._sample(key_comp, shape + (self.num_components,))
         xs = jnp.broadcast_to(xs, shape + (self.num_components,) + self.event_shape)  # S+B+[K]+E
         idx = k.reshape(k.shape + (1,) * (1 + n_event))
@@ -137,12 +163,12 @@ class MixtureSameFamily(Distribution):
             value = jnp.broadcast_to(value, self.event_shape)
         # Insert the component axis just before the event dimensions: S + B + [1] + E.
         x = jnp.expand_dims(value, value.ndim - n_event)
-        lp = self.components_distribution.log_prob(x)                            # S + B + [K]
+        lp = self.components_distribution.log_prob(x)  # S + B + [K]
         return jax.nn.logsumexp(lp + self._log_weights(), axis=-1)
 
     def _weights_for_event(self):
         w = self.mixture_distribution.probs
-        return w.reshape(w.shape + (1,) * len(self.event_shape))                 # B + [K] + 1s
+        return w.reshape(w.shape + (1,) * len(self.event_shape))  # B + [K] + 1s
 
     def mean(self):
         w = self._weights_for_event()
@@ -158,5 +184,7 @@ class MixtureSameFamily(Distribution):
         return jnp.broadcast_to(v, self.batch_shape + self.event_shape)
 
     def __repr__(self) -> str:
-        return (f"{self._label()}(batch_shape={self.batch_shape}, event_shape={self.event_shape}, "
-                f"components={self.components_distribution!r})")
+        return (
+            f"{self._label()}(batch_shape={self.batch_shape}, event_shape={self.event_shape}, "
+            f"components={self.components_distribution!r})"
+        )

@@ -32,23 +32,34 @@ class MultivariateNormalTriL(Distribution):
         self.loc, self.scale_tril = promote_floats(loc, scale_tril)
         label = f"MultivariateNormalTriL '{name}'" if name else "MultivariateNormalTriL"
         if self.loc.ndim < 1 or self.scale_tril.ndim < 2:
-            raise ValueError(f"{label}: `loc` needs shape (..., d) and `scale_tril` shape "
-                             f"(..., d, d); got {self.loc.shape} and {self.scale_tril.shape}")
+            raise ValueError(
+                f"{label}: `loc` needs shape (..., d) and `scale_tril` shape "
+                f"(..., d, d); got {self.loc.shape} and {self.scale_tril.shape}"
+            )
         d = self.loc.shape[-1]
         if self.scale_tril.shape[-2:] != (d, d):
-            raise ValueError(f"{label}: `scale_tril` must have shape (..., {d}, {d}) to match `loc` "
-                             f"of shape {self.loc.shape}; got {self.scale_tril.shape}")
+            raise ValueError(
+                f"{label}: `scale_tril` must have shape (..., {d}, {d}) to match `loc` "
+                f"of shape {self.loc.shape}; got {self.scale_tril.shape}"
+            )
         try:
             jnp.broadcast_shapes(self.loc.shape[:-1], self.scale_tril.shape[:-2])
         except ValueError:
-            raise ValueError(f"{label}: batch shapes of `loc` {self.loc.shape[:-1]} and "
-                             f"`scale_tril` {self.scale_tril.shape[:-2]} do not broadcast") from None
+            raise ValueError(
+                f"{label}: batch shapes of `loc` {self.loc.shape[:-1]} and "
+                f"`scale_tril` {self.scale_tril.shape[:-2]} do not broadcast"
+            ) from None
         self._init_common(name, validate_args)
 
     def _parameter_checks(self):
         diag = jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1)
-        return [("scale_tril", jnp.all(diag != 0) & jnp.all(jnp.isfinite(self.scale_tril)),
-                 "finite with a nonzero diagonal (nonsingular; only its lower triangle is used)")]
+        return [
+            (
+                "scale_tril",
+                jnp.all(diag != 0) & jnp.all(jnp.isfinite(self.scale_tril)),
+                "finite with a nonzero diagonal (nonsingular; only its lower triangle is used)",
+            )
+        ]
 
     @property
     def batch_shape(self):

@@ -27,8 +27,15 @@ class NegativeBinomial(SuccessProbability, Distribution):
     static_names = ("_kind",)
     is_discrete = True
 
-    def __init__(self, total_count, logits=None, probs=None, *, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self,
+        total_count,
+        logits=None,
+        probs=None,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ):
         label = f"NegativeBinomial '{name}'" if name else "NegativeBinomial"
         param, self._kind = logits_and_probs(logits, probs, label)
         self.total_count, self._param = promote_floats(total_count, param)

@@ -36,24 +36,34 @@ class Ordered(Distribution):
 
     parameter_names = ("distribution",)
 
-    def __init__(self, distribution: Distribution, *, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self, distribution: Distribution, *, validate_args: bool = True, name: str | None = None
+    ):
         label = f"Ordered '{name}'" if name else "Ordered"
         if not isinstance(distribution, Distribution):
-            raise TypeError(f"{label}: needs a coromix distribution; "
-                            f"got {type(distribution).__name__}")
+            raise TypeError(
+                f"{label}: needs a coromix distribution; got {type(distribution).__name__}"
+            )
         if distribution.is_discrete:
-            raise TypeError(f"{label}: the base {distribution._label()} is discrete; "
-                            "Ordered needs a continuous base")
+            raise TypeError(
+                f"{label}: the base {distribution._label()} is discrete; "
+                "Ordered needs a continuous base"
+            )
         if tuple(distribution.event_shape) != ():
-            raise ValueError(f"{label}: the base must have scalar events; got event_shape "
-                             f"{tuple(distribution.event_shape)}")
+            raise ValueError(
+                f"{label}: the base must have scalar events; got event_shape "
+                f"{tuple(distribution.event_shape)}"
+            )
         if len(distribution.batch_shape) == 0:
-            raise ValueError(f"{label}: the base needs a last batch dimension of K values to order "
-                             f"(e.g. Normal(jnp.zeros(K), 1.0)); got batch_shape ()")
+            raise ValueError(
+                f"{label}: the base needs a last batch dimension of K values to order "
+                f"(e.g. Normal(jnp.zeros(K), 1.0)); got batch_shape ()"
+            )
         if _ordered_support(distribution.support) is None:
-            raise ValueError(f"{label}: the base's support must be real or positive; got "
-                             f"'{distribution.support}'")
+            raise ValueError(
+                f"{label}: the base's support must be real or positive; got "
+                f"'{distribution.support}'"
+            )
         self.distribution = distribution
         self._init_common(name, validate_args)
 
@@ -72,7 +82,8 @@ class Ordered(Distribution):
                     f"{self._label()}: the base {self.distribution._label()} must be exchangeable "
                     "(the same parameters for all K values along its last batch axis, e.g. "
                     "Normal(jnp.zeros(K), 5.0)); its parameters differ along that axis, so log(K!) "
-                    "would not normalize the ordered density")
+                    "would not normalize the ordered density"
+                )
 
     @property
     def num_values(self) -> int:

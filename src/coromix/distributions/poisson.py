@@ -23,13 +23,15 @@ class Poisson(Distribution):
     static_names = ("_kind",)
     is_discrete = True
 
-    def __init__(self, rate=None, log_rate=None, *, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self, rate=None, log_rate=None, *, validate_args: bool = True, name: str | None = None
+    ):
         if (rate is None) == (log_rate is None):
             label = f"Poisson '{name}'" if name else "Poisson"
             raise ValueError(f"{label}: give exactly one of `rate` or `log_rate`")
-        self._param, self._kind = ((as_float(rate), "rate") if log_rate is None
-                                   else (as_float(log_rate), "log_rate"))
+        self._param, self._kind = (
+            (as_float(rate), "rate") if log_rate is None else (as_float(log_rate), "log_rate")
+        )
         self._init_common(name, validate_args)
 
     def _parameter_checks(self):

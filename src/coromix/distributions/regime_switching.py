@@ -37,8 +37,12 @@ from coromix.model import Values
 
 
 def _is_regime(dist: Distribution) -> bool:
-    return (bool(dist.is_discrete) and dist.has_enumerate_support
-            and tuple(dist.batch_shape) == () and tuple(dist.event_shape) == ())
+    return (
+        bool(dist.is_discrete)
+        and dist.has_enumerate_support
+        and tuple(dist.batch_shape) == ()
+        and tuple(dist.event_shape) == ()
+    )
 
 
 class _StepScorer:
@@ -57,24 +61,32 @@ class _StepScorer:
             if not _is_regime(dist):
                 raise ValueError(
                     f"RegimeSwitching: the step's first yield must be the regime, a scalar finite "
-                    f"discrete distribution such as Categorical; got {dist!r} for {name!r}")
+                    f"discrete distribution such as Categorical; got {dist!r} for {name!r}"
+                )
             self.regime_name = name
             support = np.asarray(dist.enumerate_support())
             self.num_regimes = len(support)
             value = support[self.regime]
             self.log_prob = self.log_prob + dist.log_prob(value)
             return value
-        if dist.is_discrete and _is_regime(dist) and self.observed is not None \
-                and name not in self.observed:
-            raise ValueError(f"RegimeSwitching: only one regime per step; {name!r} is a second "
-                             f"discrete choice")
+        if (
+            dist.is_discrete
+            and _is_regime(dist)
+            and self.observed is not None
+            and name not in self.observed
+        ):
+            raise ValueError(
+                f"RegimeSwitching: only one regime per step; {name!r} is a second discrete choice"
+            )
         self.names.append(name)
         if self.observed is None:  # structure discovery: draw a placeholder of the right shape
             value = jnp.zeros(tuple(dist.batch_shape) + tuple(dist.event_shape), dist.dtype)
         else:
             if name not in self.observed:
-                raise ValueError(f"RegimeSwitching: no observed series for {name!r}; the step "
-                                 f"yields {self.names}")
+                raise ValueError(
+                    f"RegimeSwitching: no observed series for {name!r}; the step "
+                    f"yields {self.names}"
+                )
             value = self.observed[name]
             self.log_prob = self.log_prob + jnp.sum(dist.log_prob(value))
         self.shapes[name] = jax.ShapeDtypeStruct(jnp.shape(value), jnp.result_type(value))
@@ -106,9 +118,16 @@ class RegimeSwitching(Distribution):
     parameter_names = ("inputs",)
     static_names = ("step", "num_steps", "parallel")
 
-    def __init__(self, step: Callable[..., Any], num_steps: int, inputs: Any = None, *,
-                 parallel: bool | None = None, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self,
+        step: Callable[..., Any],
+        num_steps: int,
+        inputs: Any = None,
+        *,
+        parallel: bool | None = None,
+        validate_args: bool = True,
+        name: str | None = None,
+    ):
         if not callable(step):
             raise TypeError(f"RegimeSwitching needs a step generator function; got {step!r}")
         self.step, self.num_steps, self.parallel = step, int(num_steps), parallel
@@ -118,8 +137,10 @@ class RegimeSwitching(Distribution):
         if inputs is not None:
             for leaf in jax.tree_util.tree_leaves(inputs):
                 if jnp.shape(leaf)[:1] != (self.num_steps,):
-                    raise ValueError(f"RegimeSwitching: inputs must have leading dim num_steps="
-                                     f"{self.num_steps}; got shape {jnp.shape(leaf)}")
+                    raise ValueError(
+                        f"RegimeSwitching: inputs must have leading dim num_steps="
+                        f"{self.num_steps}; got shape {jnp.shape(leaf)}"
+                    )
         self._init_common(name, validate_args)
         self._structure = None
 
@@ -159,8 +180,9 @@ class RegimeSwitching(Distribution):
         _, _, shapes = self.structure()
         if len(shapes) == 1:
             return (self.num_steps,) + tuple(next(iter(shapes.values())).shape)
-        raise ValueError("RegimeSwitching with several observations has a mapping value; "
-                         "see observation_shapes")
+        raise ValueError(
+            "RegimeSwitching with several observations has a mapping value; see observation_shapes"
+        )
 
     @property
     def support(self):
@@ -194,7 +216,9 @@ class RegimeSwitching(Distribution):
             return phi0, jnp.zeros((0, K, K), phi0.dtype), jnp.zeros((1, K), phi0.dtype)
         prev_y = {k: v[:-1] for k, v in y.items()}
         this_y = {k: v[1:] for k, v in y.items()}
-        inputs = None if self.inputs is None else jax.tree_util.tree_map(lambda x: x[1:], self.inputs)
+        inputs = (
+            None if self.inputs is None else jax.tree_util.tree_map(lambda x: x[1:], self.inputs)
+        )
 
         def pair(i, j):
             def one(prev_obs, obs, inp):
@@ -223,8 +247,9 @@ class RegimeSwitching(Distribution):
 
     def posterior_sample(self, value, sample_shape=(), seed: Any = None) -> jax.Array:
         """Regime paths from ``p(s | y)`` (forward filtering, backward sampling)."""
-        return markov.posterior_sample(as_key(seed), *self.log_potentials(value),
-                                       sample_shape=as_shape(sample_shape))
+        return markov.posterior_sample(
+            as_key(seed), *self.log_potentials(value), sample_shape=as_shape(sample_shape)
+        )
 
     # --- sampling -----------------------------------------------------------------------------
     def _sample(self, key, shape):
@@ -258,8 +283,12 @@ class RegimeSwitching(Distribution):
                 candidates_y.append(row)
             i_sel = 0 if prev is None else prev_regime
             s = jnp.stack(candidates_s)[i_sel]
-            obs = {name: jnp.stack([jnp.stack([row[j][name] for j in range(K)])
-                                    for row in candidates_y])[i_sel, s] for name in shapes}
+            obs = {
+                name: jnp.stack(
+                    [jnp.stack([row[j][name] for j in range(K)]) for row in candidates_y]
+                )[i_sel, s]
+                for name in shapes
+            }
             return s, obs
 
         key0, key_rest = jax.random.split(key)
@@ -268,7 +297,11 @@ class RegimeSwitching(Distribution):
             series = {k: v[None] for k, v in y0.items()}
             regimes = s0[None]
         else:
-            inputs = None if self.inputs is None else jax.tree_util.tree_map(lambda x: x[1:], self.inputs)
+            inputs = (
+                None
+                if self.inputs is None
+                else jax.tree_util.tree_map(lambda x: x[1:], self.inputs)
+            )
 
             def body(carry, xs):
                 k, inp = xs
@@ -276,8 +309,9 @@ class RegimeSwitching(Distribution):
                 return {regime_name: s, **y}, (s, y)
 
             init = {regime_name: s0, **y0}
-            _, (ss, ys) = jax.lax.scan(body, init, (jax.random.split(key_rest, self.num_steps - 1),
-                                                    inputs))
+            _, (ss, ys) = jax.lax.scan(
+                body, init, (jax.random.split(key_rest, self.num_steps - 1), inputs)
+            )
             series = {k: jnp.concatenate([y0[k][None], ys[k]]) for k in shapes}
             regimes = jnp.concatenate([s0[None], ss])
         value = next(iter(series.values())) if single else series

@@ -19,12 +19,20 @@ class Sample(Distribution):
     parameter_names = ("distribution",)
     static_names = ("sample_shape",)
 
-    def __init__(self, distribution: Distribution, sample_shape=(), *, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self,
+        distribution: Distribution,
+        sample_shape=(),
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ):
         label = f"Sample '{name}'" if name else "Sample"
         if not isinstance(distribution, Distribution):
-            raise TypeError(f"{label}: `distribution` must be a coromix Distribution; "
-                            f"got {type(distribution).__name__}")
+            raise TypeError(
+                f"{label}: `distribution` must be a coromix Distribution; "
+                f"got {type(distribution).__name__}"
+            )
         shape = as_shape(sample_shape)
         if any(s < 0 for s in shape):
             raise ValueError(f"{label}: `sample_shape` must have nonnegative sizes; got {shape}")
@@ -60,8 +68,12 @@ class Sample(Distribution):
         s, b = len(self.sample_shape), len(self.batch_shape)
         e = len(self.distribution.event_shape)
         x = self.distribution._sample(key, shape[:n_outer] + self.sample_shape + shape[n_outer:])
-        perm = (tuple(range(n_outer)) + tuple(range(n_outer + s, n_outer + s + b))
-                + tuple(range(n_outer, n_outer + s)) + tuple(range(n_outer + s + b, n_outer + s + b + e)))
+        perm = (
+            tuple(range(n_outer))
+            + tuple(range(n_outer + s, n_outer + s + b))
+            + tuple(range(n_outer, n_outer + s))
+            + tuple(range(n_outer + s + b, n_outer + s + b + e))
+        )
         return jnp.transpose(x, perm)
 
     def log_prob(self, value):
@@ -71,8 +83,12 @@ class Sample(Distribution):
         x = jnp.broadcast_to(x, jnp.broadcast_shapes(x.shape, self.batch_shape + self.event_shape))
         n_outer = x.ndim - (b + s + e)
         # (outer, batch, sample, event) -> (outer, sample, batch, event) for the base.
-        perm = (tuple(range(n_outer)) + tuple(range(n_outer + b, n_outer + b + s))
-                + tuple(range(n_outer, n_outer + b)) + tuple(range(n_outer + b + s, x.ndim)))
+        perm = (
+            tuple(range(n_outer))
+            + tuple(range(n_outer + b, n_outer + b + s))
+            + tuple(range(n_outer, n_outer + b))
+            + tuple(range(n_outer + b + s, x.ndim))
+        )
         lp = self.distribution.log_prob(jnp.transpose(x, perm))
         # lp: (outer, sample, batch); sum the sample dims.
         return jnp.sum(lp, axis=tuple(range(n_outer, n_outer + s)))
@@ -80,8 +96,9 @@ class Sample(Distribution):
     def _expand(self, stat):
         b, e = len(self.batch_shape), len(self.distribution.event_shape)
         stat = jnp.broadcast_to(stat, self.batch_shape + tuple(self.distribution.event_shape))
-        stat = jnp.reshape(stat, self.batch_shape + (1,) * len(self.sample_shape)
-                           + tuple(stat.shape[b:b + e]))
+        stat = jnp.reshape(
+            stat, self.batch_shape + (1,) * len(self.sample_shape) + tuple(stat.shape[b : b + e])
+        )
         return jnp.broadcast_to(stat, self.batch_shape + self.event_shape)
 
     def mean(self):

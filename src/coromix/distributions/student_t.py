@@ -24,8 +24,9 @@ class StudentT(Distribution):
 
     parameter_names = ("df", "loc", "scale")
 
-    def __init__(self, df, loc=0.0, scale=1.0, *, validate_args: bool = True,
-                 name: str | None = None):
+    def __init__(
+        self, df, loc=0.0, scale=1.0, *, validate_args: bool = True, name: str | None = None
+    ):
         self.df, self.loc, self.scale = promote_floats(df, loc, scale)
         self._init_common(name, validate_args)
 
@@ -45,8 +46,13 @@ class StudentT(Distribution):
         x = x.astype(jnp.result_type(x, self.dtype))
         df = self.df
         z = (x - self.loc) / self.scale
-        return (gammaln(0.5 * (df + 1)) - gammaln(0.5 * df) - 0.5 * jnp.log(df * math.pi)
-                - jnp.log(self.scale) - 0.5 * (df + 1) * jnp.log1p(z**2 / df))
+        return (
+            gammaln(0.5 * (df + 1))
+            - gammaln(0.5 * df)
+            - 0.5 * jnp.log(df * math.pi)
+            - jnp.log(self.scale)
+            - 0.5 * (df + 1) * jnp.log1p(z**2 / df)
+        )
 
     def mean(self):
         loc = jnp.broadcast_to(self.loc, self.batch_shape)

@@ -83,11 +83,17 @@ def _two_loop(g: jax.Array, s: jax.Array, y: jax.Array) -> jax.Array:
     return r
 
 
-def maximize(value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
-             x0: jax.Array, *, max_iterations: int = 200, memory: int = 6,
-             gtol: float = 1e-3, ftol: float = 1e-7,
-             restart: Callable[[jax.Array], jax.Array] | None = None,
-             key: jax.Array | None = None) -> LBFGSResult:
+def maximize(
+    value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
+    x0: jax.Array,
+    *,
+    max_iterations: int = 200,
+    memory: int = 6,
+    gtol: float = 1e-3,
+    ftol: float = 1e-7,
+    restart: Callable[[jax.Array], jax.Array] | None = None,
+    key: jax.Array | None = None,
+) -> LBFGSResult:
     """Climb ``f`` from ``x0``: ``value_and_grad(x) -> (f(x), grad f(x))`` on a flat vector.
 
     With ``restart`` (a function of a PRNG key giving a new starting point) and ``key``, a start
@@ -101,10 +107,20 @@ def maximize(value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
     # log density and its gradient appear once in the compiled program
     d = x0.shape[0]
     zeros = jnp.zeros((memory, d), x0.dtype)
-    state = _State(x0, jnp.asarray(-jnp.inf, x0.dtype), jnp.zeros_like(x0), jnp.zeros_like(x0),
-                   jnp.zeros((), x0.dtype), jnp.zeros((), jnp.int32), zeros, zeros,
-                   jnp.zeros((), jnp.int32), jnp.asarray(False), jnp.asarray(False),
-                   jax.random.key(0) if key is None else key)
+    state = _State(
+        x0,
+        jnp.asarray(-jnp.inf, x0.dtype),
+        jnp.zeros_like(x0),
+        jnp.zeros_like(x0),
+        jnp.zeros((), x0.dtype),
+        jnp.zeros((), jnp.int32),
+        zeros,
+        zeros,
+        jnp.zeros((), jnp.int32),
+        jnp.asarray(False),
+        jnp.asarray(False),
+        jax.random.key(0) if key is None else key,
+    )
 
     def body(st: _State) -> _State:
         trial = st.x + st.step * st.direction
@@ -135,11 +151,15 @@ def maximize(value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
         step = jnp.where(rises, unit.astype(st.step.dtype), st.step * 0.5)
         converged = rises & (small_grad | small_change)
         done = converged | (iterations >= max_iterations) | (halvings >= _MAX_HALVINGS)
-        return _State(x, f_new, g_new, direction, step, halvings, s, y, iterations, done,
-                      converged, next_key)
+        return _State(
+            x, f_new, g_new, direction, step, halvings, s, y, iterations, done, converged, next_key
+        )
 
     end = jax.lax.while_loop(lambda st: ~st.done, body, state)
-    diagonal = jax.vmap(lambda e: jnp.dot(e, _two_loop(e, end.s, end.y)))(
-        jnp.eye(d, dtype=x0.dtype)) if d <= 4096 else jnp.ones(d, x0.dtype)
+    diagonal = (
+        jax.vmap(lambda e: jnp.dot(e, _two_loop(e, end.s, end.y)))(jnp.eye(d, dtype=x0.dtype))
+        if d <= 4096
+        else jnp.ones(d, x0.dtype)
+    )
     diagonal = jnp.where(jnp.isfinite(diagonal) & (diagonal > 0), diagonal, 1.0)
     return LBFGSResult(end.x, end.f, end.g, end.iterations, end.converged, diagonal)

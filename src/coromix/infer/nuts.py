@@ -47,26 +47,38 @@ _SEARCH_ITERATIONS = 200
 _PROGRESS_UPDATES = 50
 
 
-def pin_model(model: JointDistributionCoroutine | Callable[[], Any],
-              observed: Mapping[str, Any] | None) -> PinnedModel:
+def pin_model(
+    model: JointDistributionCoroutine | Callable[[], Any], observed: Mapping[str, Any] | None
+) -> PinnedModel:
     """The model (or a generator function, wrapped) conditioned on the observed values."""
     if not isinstance(model, JointDistributionCoroutine):
         model = JointDistributionCoroutine(model)
     posterior = model.pin(dict(observed or {}))
     if not posterior.parameter_shapes:
-        raise ValueError(f"model {model.name!r} has no free continuous variable to infer (its "
-                         f"variables: {model.variable_names}; observed: "
-                         f"{list(posterior.observed)}); for the discrete ones use "
-                         f"jd.discrete_posterior")
+        raise ValueError(
+            f"model {model.name!r} has no free continuous variable to infer (its "
+            f"variables: {model.variable_names}; observed: "
+            f"{list(posterior.observed)}); for the discrete ones use "
+            f"jd.discrete_posterior"
+        )
     return posterior
 
 
-def nuts(model: JointDistributionCoroutine | Callable[[], Any],
-         observed: Mapping[str, Any] | None = None, *, num_warmup: int = 1000,
-         num_samples: int = 1000, num_chains: int = 4, seed: Any = 0,
-         target_accept: float = 0.8, dense_mass: bool = False,
-         init: Mapping[str, Any] | str | None = None, progress: bool = True,
-         chain_method: str = "auto", max_tree_depth: int = 10) -> Posterior:
+def nuts(
+    model: JointDistributionCoroutine | Callable[[], Any],
+    observed: Mapping[str, Any] | None = None,
+    *,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    num_chains: int = 4,
+    seed: Any = 0,
+    target_accept: float = 0.8,
+    dense_mass: bool = False,
+    init: Mapping[str, Any] | str | None = None,
+    progress: bool = True,
+    chain_method: str = "auto",
+    max_tree_depth: int = 10,
+) -> Posterior:
     """Sample ``p(parameters | observed)`` with NUTS; finite discrete variables are summed out.
 
     Args:
@@ -112,32 +124,46 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
 
     if init is None or isinstance(init, str):
         if init not in (None, *INIT_METHODS):
-            raise ValueError(f"init must be None, 'mode', 'uniform', 'prior' or a mapping "
-                             f"of constrained values; got {init!r}")
+            raise ValueError(
+                f"init must be None, 'mode', 'uniform', 'prior' or a mapping "
+                f"of constrained values; got {init!r}"
+            )
         init = init or "mode"
         # placeholders of the right shapes: the starts are found inside the compiled program
-        positions = {k: jnp.zeros((num_chains,) + shape, dtype)
-                     for k, (shape, dtype) in posterior._parameter_info().items()}
+        positions = {
+            k: jnp.zeros((num_chains,) + shape, dtype)
+            for k, (shape, dtype) in posterior._parameter_info().items()
+        }
         find_mode = _mode_finder(posterior, logdensity) if init == "mode" else None
-        find_start = (None if find_mode is not None else
-                      _start_finder(posterior, logdensity, from_prior=init == "prior"))
+        find_start = (
+            None
+            if find_mode is not None
+            else _start_finder(posterior, logdensity, from_prior=init == "prior")
+        )
     else:
         positions = _given_positions(posterior, logdensity, num_chains, init)
         find_start = find_mode = None
 
     phases = {0: ("warmup", num_warmup), 1: ("sampling", num_samples)}
     bar = _ProgressBar(phases) if progress else None
-    run_chain = _chain_program(logdensity, num_warmup=num_warmup, num_samples=num_samples,
-                               dense_mass=dense_mass, target_accept=target_accept,
-                               max_tree_depth=max_tree_depth, bar=bar)
+    run_chain = _chain_program(
+        logdensity,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        dense_mass=dense_mass,
+        target_accept=target_accept,
+        max_tree_depth=max_tree_depth,
+        bar=bar,
+    )
     keys = jax.random.key_data(jax.random.split(as_key(seed), num_chains))
     search_key = jax.random.fold_in(as_key(seed), 0x5EA2C4)
     program = _program(run_chain, method, find_mode=find_mode, find_start=find_start)
     start = time.perf_counter()
     if bar is not None:
         what = " and the mode search" if find_mode is not None else ""
-        bar.message(f"compiling NUTS{what} for {posterior.joint.name} ({num_chains} chains, "
-                    f"{method})")
+        bar.message(
+            f"compiling NUTS{what} for {posterior.joint.name} ({num_chains} chains, {method})"
+        )
     search_key = jax.random.key_data(search_key)
     compiled = program.lower(search_key, keys, positions).compile()
     compile_time = time.perf_counter() - start
@@ -145,8 +171,12 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
     draws, stats, found, search = jax.block_until_ready(compiled(search_key, keys, positions))
     sampling_time = time.perf_counter() - start
     if not bool(np.all(found)):
-        raise _no_start_error(posterior, int(np.sum(~np.asarray(found))), num_chains,
-                              mode_search=find_mode is not None)
+        raise _no_start_error(
+            posterior,
+            int(np.sum(~np.asarray(found))),
+            num_chains,
+            mode_search=find_mode is not None,
+        )
 
     constrained = jax.jit(jax.vmap(jax.vmap(posterior.to_constrained)))(draws)
     result = Posterior(
@@ -155,25 +185,35 @@ def nuts(model: JointDistributionCoroutine | Callable[[], Any],
         sample_stats={k: stats[k] for k in SAMPLE_STATS},
         observed=posterior.observed,
         model=posterior.joint,
-        attrs={"inference_library": "blackjax",
-               "inference_library_version": blackjax.__version__,
-               "num_warmup": num_warmup, "target_accept": float(target_accept),
-               "mass_matrix": "dense" if dense_mass else "diagonal",
-               "max_tree_depth": max_tree_depth, "chain_method": method,
-               "compile_time": compile_time, "sampling_time": sampling_time,
-               "init": init if isinstance(init, str) else "values",
-               **_search_attrs(search),
-               **({"seed": int(seed)} if isinstance(seed, (int, np.integer)) else {})})
+        attrs={
+            "inference_library": "blackjax",
+            "inference_library_version": blackjax.__version__,
+            "num_warmup": num_warmup,
+            "target_accept": float(target_accept),
+            "mass_matrix": "dense" if dense_mass else "diagonal",
+            "max_tree_depth": max_tree_depth,
+            "chain_method": method,
+            "compile_time": compile_time,
+            "sampling_time": sampling_time,
+            "init": init if isinstance(init, str) else "values",
+            **_search_attrs(search),
+            **({"seed": int(seed)} if isinstance(seed, (int, np.integer)) else {}),
+        },
+    )
     for message in result.convergence_warnings():
         warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return result
 
 
-def _check_settings(num_warmup: int, num_samples: int, num_chains: int, target_accept: float,
-                    max_tree_depth: int) -> None:
-    for name, value, least in [("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1),
-                               ("num_chains", num_chains, 1),
-                               ("max_tree_depth", max_tree_depth, 1)]:
+def _check_settings(
+    num_warmup: int, num_samples: int, num_chains: int, target_accept: float, max_tree_depth: int
+) -> None:
+    for name, value, least in [
+        ("num_warmup", num_warmup, 0),
+        ("num_samples", num_samples, 1),
+        ("num_chains", num_chains, 1),
+        ("max_tree_depth", max_tree_depth, 1),
+    ]:
         if not isinstance(value, (int, np.integer)) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}; got {value!r}")
     if not 0.0 < target_accept < 1.0:
@@ -186,8 +226,10 @@ def _resolve_chain_method(chain_method: str, num_chains: int) -> str:
     devices = jax.local_device_count()
     divides = num_chains % devices == 0
     if chain_method == "parallel" and not divides:
-        raise ValueError(f"chain_method='parallel' splits the chains evenly over the "
-                         f"{devices} local devices; num_chains={num_chains} is not a multiple")
+        raise ValueError(
+            f"chain_method='parallel' splits the chains evenly over the "
+            f"{devices} local devices; num_chains={num_chains} is not a multiple"
+        )
     if chain_method == "auto":
         return "parallel" if devices > 1 and divides else "vectorized"
     return chain_method
@@ -198,25 +240,31 @@ def _finite(lp: jax.Array, grad: Any) -> jax.Array:
     return jnp.isfinite(lp) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]))
 
 
-def _given_positions(posterior: PinnedModel, logdensity: Callable, num_chains: int,
-                     init: Mapping[str, Any]) -> dict[str, jax.Array]:
+def _given_positions(
+    posterior: PinnedModel, logdensity: Callable, num_chains: int, init: Mapping[str, Any]
+) -> dict[str, jax.Array]:
     """``init=`` (constrained values) on unconstrained space, checked, one copy per chain."""
     shapes = posterior.parameter_shapes
     try:
         start = posterior.to_unconstrained({k: jnp.asarray(v) for k, v in init.items()})
     except ValueError as err:
-        raise ValueError(f"init= does not fit model {posterior.joint.name!r} (its parameters: "
-                         f"{list(shapes)}): {err}") from err
+        raise ValueError(
+            f"init= does not fit model {posterior.joint.name!r} (its parameters: "
+            f"{list(shapes)}): {err}"
+        ) from err
     lp, grad = jax.jit(jax.value_and_grad(logdensity))(start)
     if not _finite(lp, grad):
-        raise ValueError(f"init= is a point where the log density of {posterior.joint.name!r} "
-                         f"is {float(lp)} or its gradient is not finite; give values inside "
-                         f"the support of each parameter {list(shapes)}")
+        raise ValueError(
+            f"init= is a point where the log density of {posterior.joint.name!r} "
+            f"is {float(lp)} or its gradient is not finite; give values inside "
+            f"the support of each parameter {list(shapes)}"
+        )
     return {k: jnp.broadcast_to(v, (num_chains,) + v.shape) for k, v in start.items()}
 
 
-def _start_finder(posterior: PinnedModel, logdensity: Callable,
-                  from_prior: bool = False) -> Callable:
+def _start_finder(
+    posterior: PinnedModel, logdensity: Callable, from_prior: bool = False
+) -> Callable:
     """``find(key) -> (position, found)``: a starting point with finite log density and gradient.
 
     Up to ``_INIT_TRIES`` points uniform in ``(-2, 2)`` on unconstrained space, as in Stan and
@@ -243,8 +291,10 @@ def _start_finder(posterior: PinnedModel, logdensity: Callable,
             return point, finite_at(point), tries + 1, key
 
         point, found, _, _ = jax.lax.while_loop(
-            lambda carry: ~carry[1] & (carry[2] < _INIT_TRIES), another,
-            (point, finite_at(point), jnp.ones((), jnp.int32), key))
+            lambda carry: ~carry[1] & (carry[2] < _INIT_TRIES),
+            another,
+            (point, finite_at(point), jnp.ones((), jnp.int32), key),
+        )
         return point, found
 
     return find
@@ -274,20 +324,29 @@ def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
         value_and_grad = jax.value_and_grad(lambda q: logdensity(unravel(q)))
 
         def climb(k, restart_k):
-            return lbfgs.maximize(value_and_grad, uniform_point(k),
-                                  max_iterations=_SEARCH_ITERATIONS, restart=uniform_point,
-                                  key=restart_k)
+            return lbfgs.maximize(
+                value_and_grad,
+                uniform_point(k),
+                max_iterations=_SEARCH_ITERATIONS,
+                restart=uniform_point,
+                key=restart_k,
+            )
 
-        climbs = jax.vmap(climb)(jax.random.split(start_key, _SEARCH_PATHS),
-                                 jax.random.split(restart_key, _SEARCH_PATHS))
+        climbs = jax.vmap(climb)(
+            jax.random.split(start_key, _SEARCH_PATHS), jax.random.split(restart_key, _SEARCH_PATHS)
+        )
         lp = jnp.where(jnp.isfinite(climbs.value), climbs.value, -jnp.inf)
         best = jnp.argmax(lp)
         mode = climbs.position[best]
         sd = jnp.minimum(jnp.sqrt(climbs.inverse_hessian_diagonal[best]), 1.0)
         noise = jax.random.normal(draw_key, (num_chains,) + mode.shape, mode.dtype)
         positions = mode + sd * noise
-        search = {"found": jnp.isfinite(lp[best]), "lp": lp, "best": best,
-                  "converged": climbs.converged}
+        search = {
+            "found": jnp.isfinite(lp[best]),
+            "lp": lp,
+            "best": best,
+            "converged": climbs.converged,
+        }
         return jax.vmap(unravel)(positions), search
 
     return find
@@ -300,25 +359,33 @@ def _search_attrs(search: Mapping[str, Any]) -> dict[str, Any]:
     lp = np.asarray(search["lp"])
     finite = np.isfinite(lp)
     best = float(lp[int(search["best"])])
-    return {"search_climbs": int(lp.size), "search_climbs_finite": int(finite.sum()),
-            "search_climbs_converged": int(np.sum(search["converged"])),
-            "search_best_lp": best,
-            # climbs that ended more than 1 nat below the best: in other (minor) modes
-            "search_climbs_below": int(np.sum(finite & (lp < best - 1.0)))}
+    return {
+        "search_climbs": int(lp.size),
+        "search_climbs_finite": int(finite.sum()),
+        "search_climbs_converged": int(np.sum(search["converged"])),
+        "search_best_lp": best,
+        # climbs that ended more than 1 nat below the best: in other (minor) modes
+        "search_climbs_below": int(np.sum(finite & (lp < best - 1.0))),
+    }
 
 
-def _no_start_error(posterior: PinnedModel, failed: int, num_chains: int,
-                    mode_search: bool = False) -> ValueError:
-    tried = (f"{_SEARCH_PATHS} climbs of up to 31 starting points each (uniform in "
-             f"(-{_INIT_RADIUS:g}, {_INIT_RADIUS:g}) on unconstrained space)" if mode_search else
-             f"{_INIT_TRIES} points per chain (uniform in (-{_INIT_RADIUS:g}, "
-             f"{_INIT_RADIUS:g}) on unconstrained space, after a prior draw with init='prior')")
+def _no_start_error(
+    posterior: PinnedModel, failed: int, num_chains: int, mode_search: bool = False
+) -> ValueError:
+    tried = (
+        f"{_SEARCH_PATHS} climbs of up to 31 starting points each (uniform in "
+        f"(-{_INIT_RADIUS:g}, {_INIT_RADIUS:g}) on unconstrained space)"
+        if mode_search
+        else f"{_INIT_TRIES} points per chain (uniform in (-{_INIT_RADIUS:g}, "
+        f"{_INIT_RADIUS:g}) on unconstrained space, after a prior draw with init='prior')"
+    )
     return ValueError(
         f"no starting point with a finite log density and gradient for model "
         f"{posterior.joint.name!r}: {tried} for its parameters "
         f"{dict(posterior.parameter_shapes)} all failed in {failed} of {num_chains} chains. "
         f"Check the observed values {list(posterior.observed)} against the supports of their "
-        f"distributions, or give init= with constrained values for every parameter")
+        f"distributions, or give init= with constrained values for every parameter"
+    )
 
 
 class _CountedState(NamedTuple):
@@ -346,20 +413,29 @@ class _CountedNuts:
     def build_kernel(self, integrator: Callable = velocity_verlet) -> Callable:
         kernel = blackjax.nuts.build_kernel(integrator)
 
-        def counted_kernel(rng_key, state, logdensity_fn, step_size, inverse_mass_matrix,
-                           max_num_doublings=10):
+        def counted_kernel(
+            rng_key, state, logdensity_fn, step_size, inverse_mass_matrix, max_num_doublings=10
+        ):
             plain = HMCState(state.position, state.logdensity, state.logdensity_grad)
-            new, info = kernel(rng_key, plain, logdensity_fn, step_size, inverse_mass_matrix,
-                               max_num_doublings)
+            new, info = kernel(
+                rng_key, plain, logdensity_fn, step_size, inverse_mass_matrix, max_num_doublings
+            )
             self.report(state.step + 1)
             return _CountedState(*new, state.step + 1), info
 
         return counted_kernel
 
 
-def _chain_program(logdensity: Callable, *, num_warmup: int, num_samples: int, dense_mass: bool,
-                   target_accept: float, max_tree_depth: int,
-                   bar: _ProgressBar | None) -> Callable:
+def _chain_program(
+    logdensity: Callable,
+    *,
+    num_warmup: int,
+    num_samples: int,
+    dense_mass: bool,
+    target_accept: float,
+    max_tree_depth: int,
+    bar: _ProgressBar | None,
+) -> Callable:
     """``run_chain(key_data, position) -> (draws, sample_stats)``: warmup, then sampling.
 
     NUTS moves on the parameters raveled into one vector: every state it keeps (position,
@@ -379,16 +455,21 @@ def _chain_program(logdensity: Callable, *, num_warmup: int, num_samples: int, d
             warmup = blackjax.window_adaptation(
                 blackjax.nuts if bar is None else _CountedNuts(_reporter(bar, 0, num_warmup)),
                 logdensity,
-                is_mass_matrix_diagonal=not dense_mass, target_acceptance_rate=target_accept,
-                adaptation_info_fn=get_filter_adapt_info_fn(), max_num_doublings=max_tree_depth)
+                is_mass_matrix_diagonal=not dense_mass,
+                target_acceptance_rate=target_accept,
+                adaptation_info_fn=get_filter_adapt_info_fn(),
+                max_num_doublings=max_tree_depth,
+            )
             (warm, parameters), _ = warmup.run(warmup_key, position, num_warmup)
             state = HMCState(warm.position, warm.logdensity, warm.logdensity_grad)
         else:
             state = blackjax.nuts.init(position, logdensity)
             size = position.shape[0]
-            parameters = {"step_size": jnp.asarray(1.0),
-                          "inverse_mass_matrix": jnp.eye(size) if dense_mass else jnp.ones(size),
-                          "max_num_doublings": max_tree_depth}
+            parameters = {
+                "step_size": jnp.asarray(1.0),
+                "inverse_mass_matrix": jnp.eye(size) if dense_mass else jnp.ones(size),
+                "max_num_doublings": max_tree_depth,
+            }
         sampler = blackjax.nuts(logdensity, **parameters)
         report = _reporter(bar, 1, num_samples)
 
@@ -396,13 +477,15 @@ def _chain_program(logdensity: Callable, *, num_warmup: int, num_samples: int, d
             index, key = xs
             state, info = sampler.step(key, state)
             report(index + 1)
-            stats = {"diverging": info.is_divergent,
-                     "tree_depth": info.num_trajectory_expansions,
-                     "n_steps": info.num_integration_steps,
-                     "acceptance_rate": info.acceptance_rate,
-                     "energy": info.energy,
-                     "step_size": parameters["step_size"],
-                     "lp": state.logdensity}
+            stats = {
+                "diverging": info.is_divergent,
+                "tree_depth": info.num_trajectory_expansions,
+                "n_steps": info.num_integration_steps,
+                "acceptance_rate": info.acceptance_rate,
+                "energy": info.energy,
+                "step_size": parameters["step_size"],
+                "lp": state.logdensity,
+            }
             return state, (unravel(state.position), stats)
 
         steps = (jnp.arange(num_samples), jax.random.split(sample_key, num_samples))
@@ -412,8 +495,9 @@ def _chain_program(logdensity: Callable, *, num_warmup: int, num_samples: int, d
     return run_chain
 
 
-def _program(run_chain: Callable, method: str, *, find_mode: Callable | None,
-             find_start: Callable | None) -> Callable:
+def _program(
+    run_chain: Callable, method: str, *, find_mode: Callable | None, find_start: Callable | None
+) -> Callable:
     """``program(search_key, chain_keys, positions) -> (draws, stats, found, search)``, jitted.
 
     First the starting points: with ``find_mode``, one search for the dominant mode shared by all
@@ -425,14 +509,16 @@ def _program(run_chain: Callable, method: str, *, find_mode: Callable | None,
     else:
         mesh = Mesh(np.array(jax.local_devices()), ("chains",))
         spec = PartitionSpec("chains")
-        chains = jax.shard_map(jax.vmap(run_chain), mesh=mesh, in_specs=(spec, spec),
-                               out_specs=spec, check_vma=False)
+        chains = jax.shard_map(
+            jax.vmap(run_chain), mesh=mesh, in_specs=(spec, spec), out_specs=spec, check_vma=False
+        )
 
     def program(search_key, chain_keys, positions):
         num_chains = chain_keys.shape[0]
         # the first of each chain's three keys (the others are its warmup's and sampling's)
         start_keys = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k), 3)[0])(
-            chain_keys)
+            chain_keys
+        )
         found = jnp.ones(num_chains, bool)
         search: dict[str, jax.Array] = {}
         if find_mode is not None:
@@ -454,8 +540,7 @@ def _reporter(bar: _ProgressBar | None, phase: int, total: int) -> Callable[[jax
 
     def report(done):
         due = (done % every == 0) | (done == total) | (done == 1)
-        jax.lax.cond(due, lambda d: jax.debug.callback(bar.update, phase, d),
-                     lambda d: None, done)
+        jax.lax.cond(due, lambda d: jax.debug.callback(bar.update, phase, d), lambda d: None, done)
 
     return report
 
@@ -467,8 +552,9 @@ class _ProgressBar:
     step reported.  On a stream that is not a terminal only each finished phase is written.
     """
 
-    def __init__(self, phases: Mapping[int, tuple[str, int]], stream: TextIO | None = None,
-                 width: int = 30):
+    def __init__(
+        self, phases: Mapping[int, tuple[str, int]], stream: TextIO | None = None, width: int = 30
+    ):
         self.phases = dict(phases)
         self.stream = stream if stream is not None else sys.stderr
         self.width = width

@@ -15,9 +15,13 @@ from coromix.results import Posterior
 __all__ = ["MAX_COMPONENTS", "RelabelWarning", "relabel"]
 
 
-def relabel(posterior: Posterior, components: Mapping[str, int] | Sequence[str] | None = None,
-            *, reference: Mapping[str, Any] | None = None,
-            max_iterations: int = 20) -> Posterior:
+def relabel(
+    posterior: Posterior,
+    components: Mapping[str, int] | Sequence[str] | None = None,
+    *,
+    reference: Mapping[str, Any] | None = None,
+    max_iterations: int = 20,
+) -> Posterior:
     """Permute the component labels of every draw so that all draws share one labelling.
 
     Use it on a mixture fitted **without** an ordering constraint, whose posterior is the same

@@ -23,8 +23,9 @@ import numpy as np
 from coromix import enumerate as enum
 from coromix import model as runner
 from coromix import transforms
-from coromix.distributions.distribution import Distribution, as_key, as_shape, is_concrete
+from coromix.distributions.distribution import Distribution
 from coromix.model import Values
+from coromix.utils import as_key, as_shape, is_concrete
 
 if TYPE_CHECKING:
     from coromix.pinned import PinnedModel

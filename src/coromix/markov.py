@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from coromix.distributions.distribution import as_key, as_shape, promote_floats
+from coromix.utils import as_key, as_shape, promote_floats
 
 __all__ = [
     "categorical_from_uniform",

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from coromix import transforms
-from coromix.distributions.distribution import as_key
 from coromix.model import Values
+from coromix.utils import as_key
 
 if TYPE_CHECKING:
     from coromix.joint import JointDistributionCoroutine

@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from coromix import _arviz, labels
-from coromix.distributions.distribution import as_key
 from coromix.model import Values
+from coromix.utils import as_key
 
 if TYPE_CHECKING:
     import arviz

@@ -13,9 +13,10 @@ from scipy.special import logsumexp
 
 from coromix import constraints
 from coromix.distributions.categorical import Categorical
-from coromix.distributions.distribution import Distribution, as_float
+from coromix.distributions.distribution import Distribution
 from coromix.distributions.hidden_markov_model import HiddenMarkovModel
 from coromix.distributions.normal import Normal
+from coromix.utils import as_float
 
 
 def _optional(module, name):

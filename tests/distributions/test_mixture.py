@@ -8,7 +8,7 @@ from scipy import special, stats
 
 from coromix import constraints, transforms
 from coromix.distributions.categorical import Categorical
-from coromix.distributions.distribution import Distribution, promote_floats
+from coromix.distributions.distribution import Distribution
 from coromix.distributions.exponential import Exponential
 from coromix.distributions.gamma import Gamma
 from coromix.distributions.half_normal import HalfNormal
@@ -19,6 +19,7 @@ from coromix.distributions.mixture_same_family import MixtureSameFamily
 from coromix.distributions.normal import Normal
 from coromix.distributions.poisson import Poisson
 from coromix.distributions.uniform import Uniform
+from coromix.utils import promote_floats
 
 
 def _tol(precision):

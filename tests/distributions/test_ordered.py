@@ -10,9 +10,10 @@ from scipy import integrate, stats
 
 from coromix import constraints
 from coromix.distributions.categorical import Categorical
-from coromix.distributions.distribution import Distribution, batch_of, promote_floats
+from coromix.distributions.distribution import Distribution, batch_of
 from coromix.distributions.normal import Normal
 from coromix.distributions.ordered import Ordered
+from coromix.utils import promote_floats
 
 
 class _Exponential(Distribution):

@@ -9,7 +9,8 @@ from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from coromix import constraints
 from coromix.distributions.categorical import SuccessProbability, logits_and_probs
-from coromix.distributions.distribution import Distribution, is_concrete, promote_floats
+from coromix.distributions.distribution import Distribution
+from coromix.utils import is_concrete, promote_floats
 
 
 class Binomial(SuccessProbability, Distribution):

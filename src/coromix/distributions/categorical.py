@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, as_float
+from coromix.distributions.distribution import Distribution
+from coromix.utils import as_float
 
 
 def logits_and_probs(logits, probs, label: str):

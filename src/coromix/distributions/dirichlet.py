@@ -7,7 +7,8 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, promote_floats
+from coromix.distributions.distribution import Distribution
+from coromix.utils import promote_floats
 
 
 class Dirichlet(Distribution):

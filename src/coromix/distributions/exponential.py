@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, promote_floats
+from coromix.distributions.distribution import Distribution
+from coromix.utils import promote_floats
 
 
 class Exponential(Distribution):

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, promote_floats
+from coromix.distributions.distribution import Distribution
+from coromix.utils import promote_floats
 
 _half_log_2_over_pi = 0.5 * math.log(2 / math.pi)
 

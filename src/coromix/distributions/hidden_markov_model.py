@@ -24,7 +24,8 @@ import numpy as np
 
 from coromix import constraints, markov
 from coromix.distributions.categorical import Categorical
-from coromix.distributions.distribution import Distribution, Shape, as_key, as_shape
+from coromix.distributions.distribution import Distribution, Shape
+from coromix.utils import as_key, as_shape
 
 
 def _map_over_batch(

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, promote_floats
+from coromix.distributions.distribution import Distribution
+from coromix.utils import promote_floats
 
 _half_log_2pi = 0.5 * math.log(2 * math.pi)
 

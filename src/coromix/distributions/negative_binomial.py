@@ -8,7 +8,8 @@ from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from coromix import constraints
 from coromix.distributions.categorical import SuccessProbability, logits_and_probs
-from coromix.distributions.distribution import Distribution, promote_floats
+from coromix.distributions.distribution import Distribution
+from coromix.utils import promote_floats
 
 
 class NegativeBinomial(SuccessProbability, Distribution):

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, as_float, is_concrete
+from coromix.distributions.distribution import Distribution
+from coromix.utils import as_float, is_concrete
 
 
 class Ordered(Distribution):

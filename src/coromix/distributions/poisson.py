@@ -7,7 +7,8 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, as_float
+from coromix.distributions.distribution import Distribution
+from coromix.utils import as_float
 
 
 class Poisson(Distribution):

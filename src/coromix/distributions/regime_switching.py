@@ -32,8 +32,9 @@ import numpy as np
 
 from coromix import constraints, markov
 from coromix import model as runner
-from coromix.distributions.distribution import Distribution, as_key, as_shape
+from coromix.distributions.distribution import Distribution
 from coromix.model import Values
+from coromix.utils import as_key, as_shape
 
 
 def _is_regime(dist: Distribution) -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution, as_shape
+from coromix.distributions.distribution import Distribution
+from coromix.utils import as_shape
 
 
 class Sample(Distribution):

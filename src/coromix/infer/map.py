@@ -41,11 +41,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from coromix.distributions.distribution import as_key
 from coromix.infer.nuts import pin_model
 from coromix.joint import JointDistributionCoroutine
 from coromix.model import Values
 from coromix.results import ConvergenceWarning
+from coromix.utils import as_key
 
 # Default stopping tolerances by float precision: ``gtol`` on the largest gradient coordinate
 # relative to ``max(1, |log density|)``, ``ftol`` on the relative change of the log density.

@@ -27,12 +27,12 @@ from blackjax.mcmc.integrators import velocity_verlet
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, PartitionSpec
 
-from coromix.distributions.distribution import as_key
 from coromix.infer import lbfgs
 from coromix.joint import JointDistributionCoroutine
 from coromix.model import Values
 from coromix.pinned import PinnedModel
 from coromix.results import SAMPLE_STATS, ConvergenceWarning, Posterior
+from coromix.utils import as_key
 
 CHAIN_METHODS = ("auto", "vectorized", "parallel")
 INIT_METHODS = ("mode", "uniform", "prior")

@@ -24,12 +24,12 @@ from blackjax.smc import resampling
 from blackjax.smc.tempered import TemperedSMCState
 from jax.flatten_util import ravel_pytree
 
-from coromix.distributions.distribution import as_key
 from coromix.infer.nuts import pin_model
 from coromix.joint import JointDistributionCoroutine
 from coromix.model import Values
 from coromix.pinned import PinnedModel
 from coromix.results import ConvergenceWarning, Posterior
+from coromix.utils import as_key
 
 # Tempering steps per run before giving up (each one moves lambda as far as target_ess allows).
 _MAX_STEPS = 500

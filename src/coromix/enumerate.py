@@ -99,6 +99,14 @@ class PathChooser:
         self.sizes: list[int] = []
         self.names: list[str] = []
 
+    def fresh(self) -> PathChooser:
+        """A new chooser for the same path (a second run of the model along it)."""
+        return PathChooser(self.prefix)
+
+    def adopt(self, other: PathChooser) -> None:
+        """Take over what ``other`` (a run along the same path) recorded."""
+        self.taken, self.sizes, self.names = other.taken, other.sizes, other.names
+
     def choose(self, name: str, dist: Distribution) -> np.ndarray:
         support = support_values(dist, name)
         depth = len(self.taken)

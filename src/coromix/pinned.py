@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 
-from coromix import transforms
-from coromix.model import Values
+from coromix import scoring, transforms
+from coromix.runner import Values
 from coromix.utils import as_key
 
 if TYPE_CHECKING:
@@ -36,8 +36,8 @@ class PinnedModel:
 
     def __init__(self, joint: JointDistributionCoroutine, observed: Mapping[str, Any]):
         self.joint = joint
-        _, arrays = joint._batch_of(observed)
         shapes = joint.event_shapes()
+        _, arrays = scoring.check_values(shapes, observed)
         for k, v in arrays.items():
             if v.shape != shapes[k].shape:
                 raise ValueError(
@@ -56,16 +56,16 @@ class PinnedModel:
     @property
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Unconstrained shape of each free continuous variable, in model order."""
-        return {k: s for k, (s, _) in self._parameter_info().items()}
+        return {k: s for k, (s, _) in self.parameter_info().items()}
 
-    def _parameter_info(self):
+    def parameter_info(self) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """``name -> (unconstrained shape, dtype)`` of each free continuous variable, in model order."""
         if self._parameters is None:
 
             def trace(key):
-                draw = self.joint._sample_one(key, self.observed)
+                draw = scoring.sample(self.joint.model, key, self.observed, self.joint.max_paths)
                 info = Values()
-                handler = self._handler_for(draw)
-                for site in handler.sites:
+                for site in self._structure(dict(draw)).sites:
                     if site.name in self.observed or site.distribution.is_discrete:
                         continue
                     bij = transforms.biject_to(site.distribution.support)
@@ -76,9 +76,9 @@ class PinnedModel:
             self._parameters = {k: (v.shape, v.dtype) for k, v in abstract.items()}
         return self._parameters
 
-    def _handler_for(self, draw: Mapping[str, Any]):
-        """A scoring run at a full draw (used to read each site's distribution)."""
-        return self.joint._score_paths(dict(draw))[0]
+    def _structure(self, values: Mapping[str, Any], unconstrained: Mapping[str, Any] | None = None):
+        """A scoring run at the first path (its sites' distributions and values)."""
+        return scoring.structure(self.joint.model, values, unconstrained, self.joint.max_paths)
 
     def _split(self, values: Mapping[str, Any]) -> dict[str, Any]:
         names = self.parameter_shapes
@@ -98,8 +98,7 @@ class PinnedModel:
     def unconstrained_log_prob(self, unconstrained: Mapping[str, Any]) -> jax.Array:
         """Log density on unconstrained space (with the log-det-Jacobian): what NUTS samples."""
         u = self._split(unconstrained)
-        scorers = self.joint._score_paths(self.observed, u)
-        return jax.nn.logsumexp(jnp.stack([s.log_density() for s in scorers]))
+        return scoring.log_density(self.joint.model, self.observed, u, self.joint.max_paths)
 
     def unconstrained_log_prior(self, unconstrained: Mapping[str, Any]) -> jax.Array:
         """Log prior density of the parameters on unconstrained space (with the log-det-Jacobian).
@@ -120,22 +119,20 @@ class PinnedModel:
     ) -> tuple[jax.Array, jax.Array]:
         """``(unconstrained_log_prior(u), unconstrained_log_prob(u))`` from one run of the model."""
         u = self._split(unconstrained)
-        scorers = self.joint._score_paths(self.observed, u)
-        observed = list(self.observed)
-        prior = jnp.stack([s.plates.log_density(leave_out=observed) + s.path_mask for s in scorers])
-        joint = jnp.stack([s.log_density() for s in scorers])
-        return jax.nn.logsumexp(prior), jax.nn.logsumexp(joint)
+        return scoring.prior_and_joint(
+            self.joint.model, self.observed, u, list(self.observed), self.joint.max_paths
+        )
 
     def to_constrained(self, unconstrained: Mapping[str, Any]) -> Values:
         """Map unconstrained parameters to the model's variables (a run of the model)."""
         u = self._split(unconstrained)
-        scorer = self.joint._score_paths(self.observed, u)[0]
-        return Values((k, scorer.values[k]) for k in self.parameter_shapes)
+        run = self._structure(self.observed, u)
+        return Values((k, run.values[k]) for k in self.parameter_shapes)
 
     def to_unconstrained(self, values: Mapping[str, Any]) -> dict[str, jax.Array]:
         """Inverse of :meth:`to_constrained`."""
         values = self._split(values)
-        scorer = self.joint._score_paths({**self.observed, **values})[0]
+        scorer = self._structure({**self.observed, **values})
         return {
             s.name: transforms.biject_to(s.distribution.support).inverse(
                 jnp.asarray(values[s.name])
@@ -146,13 +143,13 @@ class PinnedModel:
 
     def prior_draw(self, seed: Any = None) -> dict[str, jax.Array]:
         """A draw of the parameters from the prior (given the observed values), unconstrained."""
-        draw = self.joint._sample_one(as_key(seed), self.observed)
+        draw = scoring.sample(self.joint.model, as_key(seed), self.observed, self.joint.max_paths)
         return self.to_unconstrained({k: draw[k] for k in self.parameter_shapes})
 
     def init(self, seed: Any = None, *, radius: float = 2.0) -> dict[str, jax.Array]:
         """A starting point: uniform in ``(-radius, radius)`` on unconstrained space (Stan's default)."""
         key = as_key(seed)
-        info = self._parameter_info()
+        info = self.parameter_info()
         keys = jax.random.split(key, max(len(info), 1))
         return {
             k: jax.random.uniform(kk, shape, dtype, -radius, radius)

@@ -205,7 +205,7 @@ def map(
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{label} must be an integer >= 1; got {value!r}")
     posterior = pin_model(model, observed)
-    info = posterior._parameter_info()
+    info = posterior.parameter_info()
     example = {k: jnp.zeros(shape, dtype) for k, (shape, dtype) in info.items()}
     flat_example, unravel = ravel_pytree(example)
     dtype = flat_example.dtype

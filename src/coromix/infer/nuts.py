@@ -132,7 +132,7 @@ def nuts(
         # placeholders of the right shapes: the starts are found inside the compiled program
         positions = {
             k: jnp.zeros((num_chains,) + shape, dtype)
-            for k, (shape, dtype) in posterior._parameter_info().items()
+            for k, (shape, dtype) in posterior.parameter_info().items()
         }
         find_mode = _mode_finder(posterior, logdensity) if init == "mode" else None
         find_start = (

@@ -1,0 +1,568 @@
+r"""The scoring core: runs a model with given values and sums its discrete choices out exactly.
+
+Every feature of coromix that needs a model's density, its discrete posterior or an ancestral
+draw goes through this module (``JointDistributionCoroutine``, ``PinnedModel``, the samplers and
+``Posterior`` all call it); it runs the model through :func:`coromix.runner.run` with a handler
+and combines the runs with :mod:`coromix.enumerate`.
+
+How a finite discrete variable ``z`` that is not given is summed out:
+
+* **a scalar choice** (batch and event shape ``()``) is enumerated along a *tensor dim*: the model
+  runs once, vectorized over all values of ``z`` (``jax.vmap`` over the grid of all scalar
+  choices), so ``jnp.where(years < s, early, late)`` or ``mu[z]`` costs one run, not one per value.
+  If the model needs a concrete value (a Python ``if z == 0:``, ``range(z)``, a list index), that
+  choice falls back to *paths*: one Python run per value, each with a concrete integer.  The
+  fallback is found automatically (the first run that needs a concrete value names the choice) and
+  remembered for the model.
+* **a batch-shaped choice** (a plate) is enumerated element by element along an enumeration dim
+  (:class:`coromix.enumerate.PlateEnumerator`), ``O(K |S|)`` work.
+* **a chain of choices** (a :class:`~coromix.distributions.HiddenMarkovModel` or
+  ``RegimeSwitching`` variable) is summed out inside its own ``log_prob`` by the forward algorithm.
+
+With ``w_p`` the log density of combination ``p`` of the scalar choices (paths and tensor
+values; plates and chains summed inside),
+
+.. math::
+
+    \log p(x) = \log \sum_p \exp(w_p).
+
+Continuous variables given on unconstrained space take their value through the support's
+bijection ``T`` and add ``log |det dT/du|`` (the density NUTS samples).
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+import zlib
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coromix import enumerate as enum
+from coromix import runner, transforms
+from coromix.distributions.distribution import Distribution, is_scalar_choice
+from coromix.runner import Site, Values
+from coromix.utils import Shape, is_concrete
+
+__all__ = [
+    "Run",
+    "batched",
+    "chain_key",
+    "check_values",
+    "discrete_mode",
+    "discrete_posterior",
+    "log_density",
+    "pointwise_log_likelihood",
+    "prior_and_joint",
+    "sample",
+    "sample_discrete",
+    "structure",
+]
+
+# At most this many scalar choices of one run are enumerated along tensor dims.
+_MAX_TENSOR_CHOICES = 32
+
+# Errors a model raises when it needs a concrete value of a choice (``if z``, ``range(z)``, ...).
+_NEEDS_CONCRETE = (jax.errors.JAXTypeError, TypeError, IndexError)
+
+# Per model function: the scalar choices it branches on (found by the first run that failed).
+_PATH_CHOICES: weakref.WeakKeyDictionary[Callable, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _path_choices(model: Callable) -> set[str]:
+    try:
+        return _PATH_CHOICES.setdefault(model, set())
+    except TypeError:  # not weak-referenceable (e.g. a functools.partial of a builtin)
+        return set()
+
+
+def site_key(key: jax.Array, name: str) -> jax.Array:
+    """Each variable's own random stream, the same on every path (so shared prefixes agree)."""
+    return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def chain_key(name: str, dist: Distribution) -> str:
+    """Name under which the latent chain of an HMM-like variable ``name`` is reported."""
+    return f"{name}_{getattr(dist, 'latent_name', 'states')}"
+
+
+def _is_chain(dist: Distribution) -> bool:
+    return hasattr(dist, "posterior_marginals")
+
+
+def _wrap_errors(name: str, dist: Distribution, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except (enum.EnumerationError, runner.ModelDefinitionError, jax.errors.JAXTypeError):
+        raise  # already specific (JAX's own errors take other constructor arguments)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"variable {name!r} ({type(dist).__name__}): {err}") from err
+
+
+class _NeedsPath(Exception):
+    """Internal: the run needed a concrete value of a scalar choice enumerated as a tensor."""
+
+    def __init__(self, name: str, error: Exception):
+        super().__init__(name)
+        self.name, self.error = name, error
+
+
+# --------------------------------------------------------------------------------------------
+# handlers
+# --------------------------------------------------------------------------------------------
+
+
+class _Handler:
+    """What both handlers share: the path chooser, the tensor index and the record of choices."""
+
+    def __init__(self, chooser: enum.PathChooser, index: jax.Array | None, paths: Collection[str]):
+        self.chooser, self.index, self.paths = chooser, index, paths
+        self.sites: list[Site] = []
+        self.names: list[str] = []  # every site, in model order
+        self.tensor_names: list[str] = []  # free scalar choices enumerated along tensor dims
+        self.tensor_sizes: list[int] = []
+        self.traced_choices: list[str] = []  # scalar choices given a traced value
+        self.supports: dict[str, np.ndarray] = {}
+
+    def tensor_value(self, name: str, dist: Distribution) -> jax.Array:
+        """The value of a free scalar choice at this run's tensor index."""
+        support = enum.support_values(dist, name)
+        self.supports[name] = support
+        i = len(self.tensor_names)
+        if i >= _MAX_TENSOR_CHOICES:
+            raise enum.EnumerationError(
+                f"more than {_MAX_TENSOR_CHOICES} scalar discrete choices in one model run "
+                f"({self.tensor_names[:4]}...); use one variable with a batch shape instead"
+            )
+        self.tensor_names.append(name)
+        self.tensor_sizes.append(len(support))
+        return jnp.asarray(support)[self.index[i]]
+
+    def path_value(self, name: str, dist: Distribution) -> np.ndarray:
+        self.supports[name] = enum.support_values(dist, name)
+        return self.chooser.choose(name, dist)
+
+    def candidates(self) -> list[str]:
+        """Scalar choices that could have caused a run to need a concrete value, latest first."""
+        seen = [n for n in self.names if n in self.tensor_names or n in self.traced_choices]
+        return [n for n in reversed(seen) if n not in self.paths]
+
+
+class _Sampler(_Handler):
+    """Handler: draws every variable not given; scalar choices on paths follow the path."""
+
+    def __init__(self, key, given, chooser, index, paths):
+        super().__init__(chooser, index, paths)
+        self.key, self.given = key, given
+        self.values: dict[str, jax.Array] = {}
+        self.on_path = jnp.asarray(True)
+
+    def __call__(self, name: str, dist: Distribution):
+        self.names.append(name)
+        scalar = is_scalar_choice(dist)
+        if name in self.given:
+            value = jnp.asarray(self.given[name])
+            self.values[name] = value
+            if not scalar:
+                return value
+            if is_concrete(value):
+                return np.asarray(value)
+            if name not in self.paths:
+                self.traced_choices.append(name)
+                return value
+            chosen = self.path_value(name, dist)
+            self.on_path = self.on_path & (value == chosen)
+            return chosen
+        draw = _wrap_errors(name, dist, lambda: dist.sample(seed=site_key(self.key, name)))
+        if scalar and name in self.paths:
+            chosen = self.path_value(name, dist)
+            self.on_path = self.on_path & (draw == chosen)
+            self.values[name] = jnp.asarray(chosen, dtype=draw.dtype)
+            return chosen
+        if scalar:
+            self.traced_choices.append(name)
+        self.values[name] = draw
+        return draw
+
+
+class Run(_Handler):
+    """Handler and record of one scoring run: the log density of given values.
+
+    Free finite discrete variables are summed out (scalar choices at this run's tensor index or
+    path value, plates along enumeration dims, chains inside their own ``log_prob``).  Continuous
+    variables listed in ``unconstrained`` take their value from unconstrained space through the
+    support's bijection, adding the log-det-Jacobian.
+    """
+
+    def __init__(self, values, unconstrained, chooser, index, paths):
+        super().__init__(chooser, index, paths)
+        self.given = values
+        self.unconstrained = unconstrained or {}
+        self.plates = enum.PlateEnumerator()
+        self.path_mask = jnp.zeros(())
+        self.choice_values: dict[str, Any] = {}  # free scalar choices (path or tensor)
+        self.values: dict[str, Any] = {}
+        self.chains: dict[str, tuple[Distribution, Any]] = {}
+
+    def __call__(self, name: str, dist: Distribution):
+        self.names.append(name)
+        scalar = is_scalar_choice(dist)
+        if name in self.given:
+            value = self.given[name]
+            if scalar and is_concrete(value):
+                value = np.asarray(value)
+            elif scalar and name in self.paths:
+                chosen = self.path_value(name, dist)
+                self.path_mask = self.path_mask + jnp.where(value == chosen, 0.0, -jnp.inf)
+                value = chosen
+            elif scalar:
+                self.traced_choices.append(name)
+            self.plates.add(name, _wrap_errors(name, dist, lambda: dist.log_prob(value)))
+            if _is_chain(dist):  # a chain of choices summed out inside
+                self.chains[chain_key(name, dist)] = (dist, value)
+        elif name in self.unconstrained:
+            bijector = transforms.biject_to(dist.support)
+            u = self.unconstrained[name]
+            value = bijector.forward(u)
+            self.plates.add(name, _wrap_errors(name, dist, lambda: dist.log_prob(value)))
+            self.plates.add(f"{name} (Jacobian)", bijector.forward_log_det_jacobian(u))
+        elif not dist.is_discrete:
+            raise ValueError(
+                f"no value for the continuous variable {name!r}: only finite discrete variables "
+                f"are summed out; give {name!r} a value"
+            )
+        elif scalar:
+            if name in self.paths:
+                value = self.path_value(name, dist)
+            else:
+                value = self.tensor_value(name, dist)
+            self.choice_values[name] = value
+            self.plates.add(name, dist.log_prob(value))
+        else:
+            value = self.plates.enumerate(name, dist)
+        self.values[name] = value
+        return value
+
+    def log_density(self, leave_out: Collection[str] = ()) -> jax.Array:
+        """This run's log density, plates summed out; terms of ``leave_out`` left out."""
+        return self.plates.log_density(leave_out) + self.path_mask
+
+
+# --------------------------------------------------------------------------------------------
+# the driver: paths x tensor grid, with the automatic fallback to paths
+# --------------------------------------------------------------------------------------------
+
+
+def _grid(sizes: list[int], max_paths: int, python_paths: int, names: list[str]) -> jax.Array:
+    total = int(np.prod(sizes)) * python_paths
+    if total > max_paths:
+        choices = ", ".join(f"{n!r} ({k} values)" for n, k in zip(names, sizes))
+        raise enum.EnumerationError(
+            f"summing out the scalar discrete choices {choices} takes {total} combinations, more "
+            f"than max_paths={max_paths}. Use the vectorized form: one variable with a batch "
+            f"shape (e.g. Categorical(probs=jnp.broadcast_to(w, (N, K)))) used by indexing or "
+            f"jnp.where, a HiddenMarkovModel for chains, or raise max_paths"
+        )
+    rows = np.array(list(itertools.product(*[range(k) for k in sizes])), np.int32)
+    return jnp.asarray(np.pad(rows, ((0, 0), (0, _MAX_TENSOR_CHOICES - len(sizes)))))
+
+
+def _runs(
+    model: Callable,
+    make: Callable[[enum.PathChooser, jax.Array, frozenset[str]], _Handler],
+    finish: Callable[[_Handler], Any],
+    max_paths: int,
+    real_first: bool = False,
+) -> tuple[Any, _Handler]:
+    """``finish(handler)`` of every combination of scalar choices, stacked on a leading axis.
+
+    Returns the stacked outputs and the handler of the first run (first path, first tensor
+    values): its ``sites``, ``names`` and ``supports`` describe the model.  Its array values are
+    valid in the caller's trace only with ``real_first`` (otherwise they are vmap tracers).
+    """
+    paths = _path_choices(model)
+    while True:
+        try:
+            return _runs_with(model, make, finish, max_paths, frozenset(paths), real_first)
+        except _NeedsPath as need:
+            paths.add(need.name)
+
+
+def _runs_with(model, make, finish, max_paths, paths, real_first):
+    first: list[_Handler] = []
+    count = [0]
+
+    def run_path(chooser: enum.PathChooser):
+        count[0] += 1
+        holder: list[_Handler] = []
+
+        def trial(index):
+            handler = make(chooser.fresh(), index, paths)
+            holder.append(handler)
+            handler.sites = runner.run(model, handler)
+            return finish(handler)
+
+        # The first run (vectorized over one grid row) finds the tensor choices, or the choice
+        # the model needs a concrete value of.  It runs under vmap, not eval_shape: an aborted
+        # jaxpr trace would keep the model's NumPy constants cached at the current precision.
+        zero = jnp.zeros((1, _MAX_TENSOR_CHOICES), jnp.int32)
+        try:
+            out = jax.vmap(trial)(zero)
+        except _NEEDS_CONCRETE as err:
+            candidates = holder[-1].candidates() if holder else []
+            if not candidates:
+                raise
+            raise _NeedsPath(candidates[0], err) from err
+        found = holder[-1]
+        chooser.adopt(found.chooser)
+        if found.tensor_sizes:
+            grid = _grid(found.tensor_sizes, max_paths, count[0], found.tensor_names)
+            out = jax.vmap(trial)(grid)
+        if real_first and not first:
+            trial(zero[0])
+            found = holder[-1]
+        first.append(found)
+        return out
+
+    outs = enum.enumerate_paths(run_path, max_paths)
+    for out in outs[1:]:
+        if jax.tree_util.tree_structure(out) != jax.tree_util.tree_structure(outs[0]):
+            raise enum.EnumerationError(
+                f"the model yields different variables on different paths (first path: "
+                f"{first[0].names}); every path must yield the same variables"
+            )
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *outs)
+    return stacked, first[0]
+
+
+def _score(model, values, unconstrained, finish, max_paths, real_first=False):
+    def make(chooser, index, paths):
+        return Run(values, unconstrained, chooser, index, paths)
+
+    return _runs(model, make, finish, max_paths, real_first)
+
+
+# --------------------------------------------------------------------------------------------
+# what the rest of coromix calls (one draw; batch with `batched`)
+# --------------------------------------------------------------------------------------------
+
+
+def sample(model: Callable, key: jax.Array, given: Mapping[str, Any], max_paths: int) -> Values:
+    """One ancestral draw (traced per draw under vmap), path chosen by its own discrete draws.
+
+    Scalar choices the model branches on are drawn by running one path per value and keeping the
+    path that agrees with the draw; the others are drawn directly.
+    """
+
+    def make(chooser, index, paths):
+        return _Sampler(key, given, chooser, index, paths)
+
+    def finish(h):
+        return {"values": dict(h.values), "on_path": h.on_path}
+
+    out, first = _runs(model, make, finish, max_paths)
+    names = list(first.values)
+    if out["on_path"].shape[0] == 1:
+        return Values((n, out["values"][n][0]) for n in names)
+    which = jnp.argmax(out["on_path"])
+    return Values((n, out["values"][n][which]) for n in names)
+
+
+def structure(
+    model: Callable,
+    values: Mapping[str, Any],
+    unconstrained: Mapping[str, Any] | None,
+    max_paths: int,
+) -> Run:
+    """A scoring run at the first path (and first tensor values): the model's sites and values.
+
+    The continuous variables' values are the same on every path; use it to read the sites'
+    distributions and the values of the continuous variables.
+    """
+    return _score(model, values, unconstrained, lambda h: jnp.zeros(()), max_paths, True)[1]
+
+
+def log_density(
+    model: Callable,
+    values: Mapping[str, Any],
+    unconstrained: Mapping[str, Any] | None,
+    max_paths: int,
+) -> jax.Array:
+    """``log p(values)``, every free finite discrete variable summed out (one draw)."""
+    out, _ = _score(model, values, unconstrained, lambda h: h.log_density(), max_paths)
+    return jax.nn.logsumexp(out)
+
+
+def prior_and_joint(
+    model: Callable,
+    values: Mapping[str, Any],
+    unconstrained: Mapping[str, Any] | None,
+    leave_out: Collection[str],
+    max_paths: int,
+) -> tuple[jax.Array, jax.Array]:
+    """``(log p with the terms of leave_out left out, log p)``, choices summed out, one run."""
+    leave_out = list(leave_out)
+
+    def finish(h):
+        return h.log_density(leave_out), h.log_density()
+
+    (prior, joint), _ = _score(model, values, unconstrained, finish, max_paths)
+    return jax.nn.logsumexp(prior), jax.nn.logsumexp(joint)
+
+
+def pointwise_log_likelihood(
+    model: Callable, values: Mapping[str, Any], observed: list[str], max_paths: int
+) -> Values:
+    """Per-observation log-likelihood (see ``JointDistributionCoroutine.pointwise_log_likelihood``)."""
+
+    def finish(h):
+        return {
+            "pointwise": h.plates.pointwise(observed),
+            "total": h.log_density(),
+            "rest": h.log_density(observed),
+        }
+
+    out, _ = _score(model, values, None, finish, max_paths)
+    if out["total"].shape[0] == 1:
+        return Values((k, v[0]) for k, v in out["pointwise"].items())
+    return Values(
+        [("+".join(observed), jax.nn.logsumexp(out["total"]) - jax.nn.logsumexp(out["rest"]))]
+    )
+
+
+def _in_model_order(first: Run, out: Mapping[str, Any]) -> Values:
+    """Site names in model order, each followed by the chain it hides (if any)."""
+    order = []
+    for site in first.sites:
+        order.append(site.name)
+        order += [k for k in first.chains if k == chain_key(site.name, site.distribution)]
+    return Values((n, out[n]) for n in order if n in out)
+
+
+def _marginals_of(dist: Distribution, value: Any) -> jax.Array:
+    marginals = dist.posterior_marginals(value)
+    return getattr(marginals, "probs", marginals)
+
+
+def discrete_posterior(model: Callable, values: Mapping[str, Any], max_paths: int) -> Values:
+    """Exact ``p(choice | values)`` of every free discrete variable (one draw)."""
+
+    def finish(h):
+        return {
+            "log_w": h.log_density(),
+            "choices": {n: jnp.asarray(v) for n, v in h.choice_values.items()},
+            "plates": {
+                **h.plates.responsibilities(),
+                **{k: _marginals_of(d, v) for k, (d, v) in h.chains.items()},
+            },
+        }
+
+    out, first = _score(model, values, None, finish, max_paths)
+    weights = jax.nn.softmax(out["log_w"])
+    result: dict[str, jax.Array] = {}
+    for name, chosen in out["choices"].items():
+        support = jnp.asarray(first.supports[name])
+        result[name] = jnp.sum(weights[:, None] * (chosen[:, None] == support), axis=0)
+    for name, probs in out["plates"].items():
+        result[name] = jnp.tensordot(weights, probs, axes=1)
+    return _in_model_order(first, result)
+
+
+def sample_discrete(
+    model: Callable, values: Mapping[str, Any], key: jax.Array | None, max_paths: int
+) -> Values:
+    """A joint draw of the free discrete variables given ``values``; with ``key=None`` the mode."""
+    plate_key = None if key is None else jax.random.split(key)[1]
+
+    def chain(d, v):
+        return d.posterior_mode(v) if key is None else d.posterior_sample(v, seed=plate_key)
+
+    def finish(h):
+        return {
+            "log_w": h.log_density(),
+            "draw": {
+                **{n: jnp.asarray(v) for n, v in h.choice_values.items()},
+                **h.plates.sample(plate_key),
+                **{k: chain(d, v) for k, (d, v) in h.chains.items()},
+            },
+        }
+
+    out, first = _score(model, values, None, finish, max_paths)
+    if key is None:
+        which = jnp.argmax(out["log_w"])
+    else:
+        which = jax.random.categorical(jax.random.split(key)[0], out["log_w"])
+    return _in_model_order(first, {n: v[which] for n, v in out["draw"].items()})
+
+
+def discrete_mode(model: Callable, values: Mapping[str, Any], max_paths: int) -> Values:
+    """The most probable joint value of the free discrete variables (Viterbi for chains)."""
+    return sample_discrete(model, values, None, max_paths)
+
+
+# --------------------------------------------------------------------------------------------
+# values with leading batch dims
+# --------------------------------------------------------------------------------------------
+
+
+def check_values(
+    shapes: Mapping[str, jax.ShapeDtypeStruct], values: Mapping[str, Any]
+) -> tuple[Shape, dict[str, jax.Array]]:
+    """Leading batch shape of a set of values (beyond one draw's shapes), and the arrays.
+
+    ``shapes`` are one draw's shapes by name; a clear error names an unknown variable, a value
+    whose trailing shape is not its variable's, or batch shapes that do not broadcast.
+    """
+    unknown = [k for k in values if k not in shapes]
+    if unknown:
+        raise ValueError(
+            f"no variable named {unknown} in the model; its variables are {list(shapes)}"
+        )
+    batch: tuple[int, ...] = ()
+    arrays = {}
+    for k, v in values.items():
+        v = jnp.asarray(v)
+        site = shapes[k].shape
+        if v.shape[v.ndim - len(site) :] != site or v.ndim < len(site):
+            raise ValueError(
+                f"value for {k!r} has shape {v.shape}; expected shape {site} "
+                f"(one draw) with optional leading batch dims"
+            )
+        try:
+            batch = jnp.broadcast_shapes(batch, v.shape[: v.ndim - len(site)])
+        except ValueError:
+            raise ValueError(
+                f"value for {k!r} has batch shape {v.shape[: v.ndim - len(site)]}, "
+                f"which does not broadcast with the others' {batch}"
+            ) from None
+        arrays[k] = v
+    return tuple(batch), arrays
+
+
+def batched(
+    shapes: Mapping[str, jax.ShapeDtypeStruct],
+    fn: Callable[..., Any],
+    values: Mapping[str, Any],
+    key: jax.Array | None = None,
+) -> Any:
+    """Apply a one-draw function to values with leading batch dims (vmapped).
+
+    With ``key``, ``fn(values, key)`` gets an independent key per batch member.
+    """
+    batch, arrays = check_values(shapes, values)
+    if not batch:
+        return fn(arrays) if key is None else fn(arrays, key)
+    n = int(np.prod(batch))
+    flat = {
+        k: jnp.broadcast_to(v, batch + shapes[k].shape).reshape((n,) + shapes[k].shape)
+        for k, v in arrays.items()
+    }
+    if key is None:
+        out = jax.vmap(fn)(flat)
+    else:
+        out = jax.vmap(fn)(flat, jax.random.split(key, n))
+    return jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)

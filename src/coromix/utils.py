@@ -6,6 +6,7 @@ Nothing here knows about distributions or models; every other module may import 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -13,6 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 Shape = tuple[int, ...]
+
+#: What distributions and transforms take as a parameter or a value: a number, a NumPy or JAX
+#: array, or a (nested) sequence of numbers; anything ``jnp.asarray`` converts.
+ArrayLike = jax.typing.ArrayLike | Sequence[Any]
 
 
 def default_float() -> np.dtype:
@@ -63,7 +68,11 @@ def as_key(seed: Any) -> jax.Array:
 
 
 def as_shape(shape: Any, name: str = "sample_shape") -> Shape:
-    """A shape tuple from an int or a sequence of ints, each >= 0; a clear error otherwise."""
+    """A shape tuple from an int or a sequence of ints, each >= 0; a clear error otherwise.
+
+    >>> as_shape(3), as_shape([2, 4]), as_shape(())
+    ((3,), (2, 4), ())
+    """
     dims = shape
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         dims = (int(shape),)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import xlog1py, xlogy
+from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.categorical import SuccessProbability, logits_and_probs
 from coromix.distributions.distribution import Distribution
+from coromix.utils import ArrayLike, Shape
 
 
 class Bernoulli(SuccessProbability, Distribution):
@@ -17,7 +21,10 @@ class Bernoulli(SuccessProbability, Distribution):
 
     Samples are int32; ``log_prob`` is ``-inf`` for values other than 0 and 1.
 
-    >>> Bernoulli(probs=0.3).log_prob(1)   # log(0.3)
+    >>> round(float(Bernoulli(probs=0.3).log_prob(1)), 4)   # log(0.3)
+    -1.204
+    >>> float(Bernoulli(probs=0.3).log_prob(2))   # outside {0, 1}
+    -inf
     """
 
     parameter_names = ("_param",)
@@ -25,30 +32,35 @@ class Bernoulli(SuccessProbability, Distribution):
     is_discrete = True
 
     def __init__(
-        self, logits=None, probs=None, *, validate_args: bool = True, name: str | None = None
-    ):
+        self,
+        logits: ArrayLike | None = None,
+        probs: ArrayLike | None = None,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ) -> None:
         label = f"Bernoulli '{name}'" if name else "Bernoulli"
         self._param, self._kind = logits_and_probs(logits, probs, label)
         self._init_common(name, validate_args)
 
-    def _parameter_checks(self):
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         if self._kind == "logits":
             return []
         p = self._param
         return [("probs", (p >= 0) & (p <= 1), "in [0, 1]")]
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.boolean
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         return jnp.int32
 
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         return jax.random.bernoulli(key, self.probs, shape).astype(jnp.int32)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         k = jnp.asarray(value)
         k = k.astype(jnp.result_type(k, self._param.dtype))
         inside = (k == 0) | (k == 1)
@@ -59,16 +71,16 @@ class Bernoulli(SuccessProbability, Distribution):
             out = xlogy(safe_k, self._param) + xlog1py(1 - safe_k, -self._param)
         return jnp.where(inside, out, -jnp.inf)
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         return self.probs
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         p = self.probs
         return p * (1 - p)
 
     @property
-    def has_enumerate_support(self):
+    def has_enumerate_support(self) -> bool:
         return True
 
-    def enumerate_support(self):
+    def enumerate_support(self) -> np.ndarray:
         return np.arange(2, dtype=np.int32)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import betaln, xlog1py, xlogy
 
 from coromix import constraints
 from coromix.distributions.distribution import Distribution
-from coromix.utils import promote_floats
+from coromix.utils import ArrayLike, Shape, promote_floats
 
 
 class Beta(Distribution):
@@ -17,28 +19,34 @@ class Beta(Distribution):
 
     ``log_prob`` is ``-inf`` outside ``[0, 1]``; at 0 and 1 it is the density's limit (as SciPy).
 
-    >>> Beta(2.0, 1.0).log_prob(0.5)   # log(2 * 0.5) = 0
+    >>> round(float(Beta(2.0, 3.0).log_prob(0.5)), 4)   # log(0.5 * 0.5**2 / B(2, 3)) = log(1.5)
+    0.4055
     """
 
     parameter_names = ("concentration1", "concentration0")
 
     def __init__(
-        self, concentration1, concentration0, *, validate_args: bool = True, name: str | None = None
-    ):
+        self,
+        concentration1: ArrayLike,
+        concentration0: ArrayLike,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ) -> None:
         self.concentration1, self.concentration0 = promote_floats(concentration1, concentration0)
         self._init_common(name, validate_args)
 
-    def _parameter_checks(self):
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         return [
             ("concentration1", self.concentration1 > 0, "positive"),
             ("concentration0", self.concentration0 > 0, "positive"),
         ]
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.unit_interval
 
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         a = jnp.broadcast_to(self.concentration1, shape)
         b = jnp.broadcast_to(self.concentration0, shape)
         x = jax.random.beta(key, a, b, shape, self.dtype)
@@ -46,7 +54,7 @@ class Beta(Distribution):
         finfo = jnp.finfo(self.dtype)
         return jnp.clip(x, finfo.tiny, 1 - finfo.epsneg)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         a, b = self.concentration1, self.concentration0
@@ -55,11 +63,11 @@ class Beta(Distribution):
         out = xlogy(a - 1, safe_x) + xlog1py(b - 1, -safe_x) - betaln(a, b)
         return jnp.where(inside, out, -jnp.inf)
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         a, b = self.concentration1, self.concentration0
         return jnp.broadcast_to(a / (a + b), self.batch_shape)
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         a, b = self.concentration1, self.concentration0
         total = a + b
         return jnp.broadcast_to(a * b / (total**2 * (total + 1)), self.batch_shape)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, xlog1py, xlogy
+from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.categorical import SuccessProbability, logits_and_probs
 from coromix.distributions.distribution import Distribution
-from coromix.utils import is_concrete, promote_floats
+from coromix.utils import ArrayLike, Shape, is_concrete, promote_floats
 
 
 class Binomial(SuccessProbability, Distribution):
@@ -20,7 +23,8 @@ class Binomial(SuccessProbability, Distribution):
 
     Samples are int32; ``log_prob`` is ``-inf`` for non-integers, negatives and values above ``n``.
 
-    >>> Binomial(10.0, probs=0.5).log_prob(5)   # log(252 / 1024)
+    >>> round(float(Binomial(10.0, probs=0.5).log_prob(5)), 4)   # log(252 / 1024)
+    -1.402
     """
 
     parameter_names = ("total_count", "_param")
@@ -29,13 +33,13 @@ class Binomial(SuccessProbability, Distribution):
 
     def __init__(
         self,
-        total_count,
-        logits=None,
-        probs=None,
+        total_count: ArrayLike,
+        logits: ArrayLike | None = None,
+        probs: ArrayLike | None = None,
         *,
         validate_args: bool = True,
         name: str | None = None,
-    ):
+    ) -> None:
         label = f"Binomial '{name}'" if name else "Binomial"
         param, self._kind = logits_and_probs(logits, probs, label)
         self.total_count, self._param = promote_floats(total_count, param)
@@ -44,7 +48,7 @@ class Binomial(SuccessProbability, Distribution):
             self.total_count = np.asarray(total_count, dtype=self._param.dtype)
         self._init_common(name, validate_args)
 
-    def _parameter_checks(self):
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         n = self.total_count
         checks = [("total_count", (n >= 0) & (n == jnp.floor(n)), "a nonnegative integer")]
         if self._kind == "probs":
@@ -53,19 +57,19 @@ class Binomial(SuccessProbability, Distribution):
         return checks
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.IntegerInterval(0, self.total_count)
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         return jnp.int32
 
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         n = jnp.broadcast_to(self.total_count, shape)
         p = jnp.broadcast_to(self.probs, shape)
         return jax.random.binomial(key, n, p, shape, self._param.dtype).astype(jnp.int32)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         k = jnp.asarray(value)
         k = k.astype(jnp.result_type(k, self._param.dtype))
         n = self.total_count
@@ -80,18 +84,18 @@ class Binomial(SuccessProbability, Distribution):
             out = log_choose + xlogy(k, p) + xlog1py(n - k, -p)
         return jnp.where(inside, out, -jnp.inf)
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         return jnp.broadcast_to(self.total_count * self.probs, self.batch_shape)
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         p = self.probs
         return jnp.broadcast_to(self.total_count * p * (1 - p), self.batch_shape)
 
     @property
-    def has_enumerate_support(self):
+    def has_enumerate_support(self) -> bool:
         return True
 
-    def enumerate_support(self):
+    def enumerate_support(self) -> np.ndarray:
         """``arange(n + 1)``; needs one concrete ``total_count`` shared by the whole batch."""
         n = self.total_count
         if not is_concrete(n):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.distribution import Distribution
-from coromix.utils import as_float
+from coromix.utils import ArrayLike, Shape, as_float
 
 
-def logits_and_probs(logits, probs, label: str):
+def logits_and_probs(
+    logits: ArrayLike | None, probs: ArrayLike | None, label: str
+) -> tuple[jax.Array, str]:
     """Exactly one of ``logits``/``probs``; returns the one given as a float array and its kind."""
     if (logits is None) == (probs is None):
         raise ValueError(f"{label}: give exactly one of `logits` or `probs`")
@@ -22,12 +27,12 @@ class SuccessProbability:
     """``logits``/``probs`` views of a success probability kept as given (``_param``, ``_kind``)."""
 
     @property
-    def logits(self):
+    def logits(self) -> jax.Array:
         p = self._param
         return p if self._kind == "logits" else jnp.log(p) - jnp.log1p(-p)
 
     @property
-    def probs(self):
+    def probs(self) -> jax.Array:
         return self._param if self._kind == "probs" else jax.nn.sigmoid(self._param)
 
 
@@ -37,7 +42,8 @@ class Categorical(Distribution):
     The last axis of ``probs``/``logits`` indexes the K categories; the rest is the batch shape.
     ``probs`` must sum to 1 over that axis (checked when the values are concrete; not renormalized).
 
-    >>> Categorical(probs=[0.6, 0.4]).log_prob(1)   # log(0.4)
+    >>> round(float(Categorical(probs=[0.6, 0.4]).log_prob(1)), 4)   # log(0.4)
+    -0.9163
     """
 
     parameter_names = ("_param",)
@@ -45,8 +51,13 @@ class Categorical(Distribution):
     is_discrete = True
 
     def __init__(
-        self, logits=None, probs=None, *, validate_args: bool = True, name: str | None = None
-    ):
+        self,
+        logits: ArrayLike | None = None,
+        probs: ArrayLike | None = None,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ) -> None:
         self._param, self._kind = logits_and_probs(logits, probs, f"Categorical '{name}'")
         if self._param.ndim == 0:
             raise ValueError(
@@ -55,7 +66,7 @@ class Categorical(Distribution):
             )
         self._init_common(name, validate_args)
 
-    def _parameter_checks(self):
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         if self._kind == "logits":
             return []
         p = self._param
@@ -69,11 +80,11 @@ class Categorical(Distribution):
         ]
 
     @property
-    def logits(self):
+    def logits(self) -> jax.Array:
         return self._param if self._kind == "logits" else jnp.log(self._param)
 
     @property
-    def probs(self):
+    def probs(self) -> jax.Array:
         return self._param if self._kind == "probs" else jax.nn.softmax(self._param, axis=-1)
 
     @property
@@ -81,18 +92,18 @@ class Categorical(Distribution):
         return self._param.shape[-1]
 
     @property
-    def batch_shape(self):
+    def batch_shape(self) -> Shape:
         return tuple(self._param.shape[:-1])
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.IntegerInterval(0, self.num_categories - 1)
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         return jnp.int32
 
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         logits = jnp.broadcast_to(self.logits, shape + (self.num_categories,))
         return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
@@ -104,10 +115,10 @@ class Categorical(Distribution):
             return jax.nn.log_softmax(self._param, axis=-1)
         return jnp.log(self._param)
 
-    def enumerate_log_prob(self):
+    def enumerate_log_prob(self) -> jax.Array:
         return jnp.moveaxis(self._log_probs(), -1, 0)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         value = jnp.asarray(value)
         log_p = self._log_probs()
         shape = jnp.broadcast_shapes(value.shape, self.batch_shape)
@@ -117,19 +128,19 @@ class Categorical(Distribution):
         inside = (value >= 0) & (value < self.num_categories) & (value == jnp.floor(value))
         return jnp.where(inside, out, -jnp.inf)
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         p = self.probs
         return jnp.sum(p * jnp.arange(self.num_categories, dtype=p.dtype), axis=-1)
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         p = self.probs
         k = jnp.arange(self.num_categories, dtype=p.dtype)
         m = jnp.sum(p * k, axis=-1)
         return jnp.sum(p * k**2, axis=-1) - m**2
 
     @property
-    def has_enumerate_support(self):
+    def has_enumerate_support(self) -> bool:
         return True
 
-    def enumerate_support(self):
+    def enumerate_support(self) -> np.ndarray:
         return np.arange(self.num_categories, dtype=np.int32)

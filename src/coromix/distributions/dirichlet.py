@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
 
 from coromix import constraints
 from coromix.distributions.distribution import Distribution
-from coromix.utils import promote_floats
+from coromix.utils import ArrayLike, Shape, promote_floats
 
 
 class Dirichlet(Distribution):
@@ -18,12 +20,18 @@ class Dirichlet(Distribution):
     ``event_shape`` is ``(K,)``; ``log_prob`` is ``-inf`` off the simplex (a negative coordinate or
     a sum farther from 1 than 1e-4 in float32, 1e-10 in float64).
 
-    >>> Dirichlet([1.0, 1.0, 1.0]).log_prob([0.2, 0.3, 0.5])   # log(2)
+    >>> d = Dirichlet([1.0, 1.0, 1.0])
+    >>> d.batch_shape, d.event_shape
+    ((), (3,))
+    >>> round(float(d.log_prob([0.2, 0.3, 0.5])), 4)   # log Gamma(3) = log(2)
+    0.6931
     """
 
     parameter_names = ("concentration",)
 
-    def __init__(self, concentration, *, validate_args: bool = True, name: str | None = None):
+    def __init__(
+        self, concentration: ArrayLike, *, validate_args: bool = True, name: str | None = None
+    ) -> None:
         (self.concentration,) = promote_floats(concentration)
         if self.concentration.ndim == 0:
             label = f"Dirichlet '{name}'" if name else "Dirichlet"
@@ -32,25 +40,25 @@ class Dirichlet(Distribution):
             )
         self._init_common(name, validate_args)
 
-    def _parameter_checks(self):
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         return [("concentration", self.concentration > 0, "positive")]
 
     @property
-    def batch_shape(self):
+    def batch_shape(self) -> Shape:
         return tuple(self.concentration.shape[:-1])
 
     @property
-    def event_shape(self):
+    def event_shape(self) -> Shape:
         return tuple(self.concentration.shape[-1:])
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.simplex
 
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         return jax.random.dirichlet(key, self.concentration, shape, self.dtype)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         a = self.concentration
@@ -62,11 +70,11 @@ class Dirichlet(Distribution):
         out = jnp.sum(xlogy(a - 1, safe_x), axis=-1) - log_norm
         return jnp.where(inside, out, -jnp.inf)
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         a = self.concentration
         return a / jnp.sum(a, axis=-1, keepdims=True)
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         a = self.concentration
         a0 = jnp.sum(a, axis=-1, keepdims=True)
         return a * (a0 - a) / (a0**2 * (a0 + 1))

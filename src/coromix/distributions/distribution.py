@@ -17,9 +17,18 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from coromix import constraints
-from coromix.utils import Shape, as_key, as_shape, default_float, is_concrete, promote_floats
+from coromix.utils import (
+    ArrayLike,
+    Shape,
+    as_key,
+    as_shape,
+    default_float,
+    is_concrete,
+    promote_floats,
+)
 
 
 def _show(x: Any) -> str:
@@ -109,7 +118,7 @@ class Distribution:
         raise NotImplementedError
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         return (
             jnp.result_type(*(getattr(self, n) for n in self.parameter_names))
             if self.parameter_names
@@ -154,7 +163,7 @@ class Distribution:
         support = jnp.asarray(self.enumerate_support())
         return self.log_prob(support.reshape(support.shape[:1] + (1,) * len(self.batch_shape)))
 
-    def enumerate_support(self) -> jax.Array:
+    def enumerate_support(self) -> np.ndarray:
         """All values of a finite discrete support as a NumPy array of shape ``(K,)``.
 
         The same for every batch member, and concrete (not traced), so that enumeration can give
@@ -171,11 +180,18 @@ class LocationScale(Distribution):
 
     parameter_names = ("loc", "scale")
 
-    def __init__(self, loc=0.0, scale=1.0, *, validate_args: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        loc: ArrayLike = 0.0,
+        scale: ArrayLike = 1.0,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ) -> None:
         self.loc, self.scale = promote_floats(loc, scale)
         self._init_common(name, validate_args)
 
-    def _parameter_checks(self):
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         return [("scale", self.scale > 0, "positive")]
 
 

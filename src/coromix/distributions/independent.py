@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.distribution import Distribution
+from coromix.utils import ArrayLike, Shape
 
 
 class Independent(Distribution):
@@ -13,7 +16,12 @@ class Independent(Distribution):
     ``reinterpreted_batch_ndims`` batch dimensions of ``distribution`` become event dimensions
     (all of them when ``None``, as TFP); ``log_prob`` sums the base log densities over them.
 
-    >>> Independent(Normal(jnp.zeros(3), 1.0), 1).log_prob(jnp.zeros(3))   # 3 * N(0|0,1), shape ()
+    >>> from coromix.distributions import Normal
+    >>> d = Independent(Normal(jnp.zeros(3), 1.0), 1)
+    >>> d.batch_shape, d.event_shape
+    ((), (3,))
+    >>> round(float(d.log_prob(jnp.zeros(3))), 4)   # 3 log N(0 | 0, 1) = -3 log(2 pi) / 2
+    -2.7568
     """
 
     parameter_names = ("distribution",)
@@ -26,7 +34,7 @@ class Independent(Distribution):
         *,
         validate_args: bool = True,
         name: str | None = None,
-    ):
+    ) -> None:
         label = f"Independent '{name}'" if name else "Independent"
         if not isinstance(distribution, Distribution):
             raise TypeError(
@@ -48,7 +56,7 @@ class Independent(Distribution):
         self._init_common(name, validate_args)
 
     @property
-    def is_discrete(self):  # follows the base distribution
+    def is_discrete(self) -> bool:  # type: ignore[override]  # follows the base distribution
         return self.distribution.is_discrete
 
     @property
@@ -56,33 +64,33 @@ class Independent(Distribution):
         return len(self.distribution.batch_shape) - self.reinterpreted_batch_ndims
 
     @property
-    def batch_shape(self):
+    def batch_shape(self) -> Shape:
         return tuple(self.distribution.batch_shape)[: self._split]
 
     @property
-    def event_shape(self):
+    def event_shape(self) -> Shape:
         base = self.distribution
         return tuple(base.batch_shape)[self._split :] + tuple(base.event_shape)
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.Independent(self.distribution.support, self.reinterpreted_batch_ndims)
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         return self.distribution.dtype
 
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         moved = tuple(self.distribution.batch_shape)[self._split :]
         return self.distribution._sample(key, tuple(shape) + moved)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         lp = self.distribution.log_prob(value)
         n = self.reinterpreted_batch_ndims
         return jnp.sum(lp, axis=tuple(range(-n, 0))) if n else lp
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         return self.distribution.mean()
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         return self.distribution.variance()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.distribution import Distribution
 from coromix.distributions.mixture_same_family import check_categorical
+from coromix.utils import ArrayLike, Shape
 
 
 def _same_constraint(a, b) -> bool:
@@ -49,18 +52,18 @@ def _scalar_bounds(c):
 class _Union(constraints.Constraint):
     """Values in the support of at least one component (used when the supports differ)."""
 
-    def __init__(self, parts):
+    def __init__(self, parts: Iterable[constraints.Constraint]) -> None:
         self.parts = tuple(parts)
         self.event_ndim = self.parts[0].event_ndim
         self.is_discrete = all(p.is_discrete for p in self.parts)
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         ok = self.parts[0].check(x)
         for p in self.parts[1:]:
             ok = ok | p.check(x)
         return ok
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "union of " + ", ".join(str(p) for p in self.parts)
 
 
@@ -80,12 +83,24 @@ class Mixture(Distribution):
     (for vector events the variance is elementwise).  Sampling draws every component and keeps
     the one the categorical picks, so it costs K component draws per sample.
 
-    >>> Mixture(Categorical(probs=[0.5, 0.5]), [Normal(0.0, 1.0), Laplace(3.0, 1.0)]).log_prob(1.0)
+    >>> from coromix.distributions import Categorical, Laplace, Normal
+    >>> d = Mixture(Categorical(probs=[0.5, 0.5]), [Normal(0.0, 1.0), Laplace(3.0, 1.0)])
+    >>> round(float(d.log_prob(1.0)), 4)   # log(exp(-1/2) / sqrt(2 pi) / 2 + exp(-2) / 4)
+    -1.8655
+    >>> float(d.mean())   # (0 + 3) / 2
+    1.5
     """
 
     parameter_names = ("cat", "components")
 
-    def __init__(self, cat, components, *, validate_args: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        cat: Distribution,
+        components: Sequence[Distribution],
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ) -> None:
         label = f"Mixture '{name}'" if name else "Mixture"
         check_categorical(cat, label, "cat")
         if isinstance(components, Distribution) or not hasattr(components, "__len__"):
@@ -134,17 +149,17 @@ class Mixture(Distribution):
         return len(self.components)
 
     @property
-    def batch_shape(self):
+    def batch_shape(self) -> Shape:
         return tuple(
             jnp.broadcast_shapes(tuple(self.cat.batch_shape), tuple(self.components[0].batch_shape))
         )
 
     @property
-    def event_shape(self):
+    def event_shape(self) -> Shape:
         return tuple(self.components[0].event_shape)
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         """The components' support.  When they differ: the real line if one component's support
         is the real line; for continuous interval-like supports (positive, greater-than, interval)
         the smallest such support holding them all (``GreaterThan(min lower)`` or
@@ -170,14 +185,14 @@ class Mixture(Distribution):
         return all(c.is_discrete for c in self.components)
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         return jnp.result_type(*(c.dtype for c in self.components))
 
     def _log_weights(self):
         return jax.nn.log_softmax(self.cat.logits, axis=-1)
 
     # --- sampling and densities -------------------------------------------------------------
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         # shape = sample_shape + batch_shape.  Draw every component, then pick one per draw.
         keys = jax.random.split(key, self.num_components + 1)
         n_event = len(self.event_shape)
@@ -194,7 +209,7 @@ class Mixture(Distribution):
         idx = k.reshape(k.shape + (1,) * (1 + n_event))
         return jnp.take_along_axis(xs, idx, axis=-1 - n_event).squeeze(-1 - n_event)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         lps = [c.log_prob(value) for c in self.components]
         shape = jnp.broadcast_shapes(*(jnp.shape(lp) for lp in lps))
         lp = jnp.stack([jnp.broadcast_to(x, shape) for x in lps], axis=-1)  # S + B + [K]
@@ -208,11 +223,11 @@ class Mixture(Distribution):
         mu = jnp.stack([jnp.broadcast_to(c.mean(), full) for c in self.components], axis=axis)
         return w, mu, axis, full
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         w, mu, axis, full = self._moments()
         return jnp.broadcast_to(jnp.sum(w * mu, axis=axis), full)
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         w, mu, axis, full = self._moments()
         var = jnp.stack([jnp.broadcast_to(c.variance(), full) for c in self.components], axis=axis)
         m = jnp.sum(w * mu, axis=axis, keepdims=True)

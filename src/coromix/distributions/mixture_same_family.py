@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.distribution import Distribution
+from coromix.utils import ArrayLike, Shape
 
 
-def check_categorical(cat, owner: str, arg: str) -> None:
+def check_categorical(cat: Any, owner: str, arg: str) -> None:
     """``cat`` must be Categorical-like: ``logits``, ``num_categories`` and a scalar event."""
     if not (
         isinstance(cat, Distribution)
@@ -66,19 +70,24 @@ class MixtureSameFamily(Distribution):
     (the law of total variance; for vector events the variance is elementwise).  A mixture batch
     shape of ``()`` broadcasts against the components' leading batch shape.
 
-    >>> MixtureSameFamily(Categorical(probs=[0.3, 0.7]), Normal([-1.0, 2.0], 1.0)).log_prob(0.0)
+    >>> from coromix.distributions import Categorical, Normal
+    >>> d = MixtureSameFamily(Categorical(probs=[0.3, 0.7]), Normal([-1.0, 2.0], 1.0))
+    >>> d.batch_shape, d.event_shape
+    ((), ())
+    >>> round(float(d.log_prob(0.0)), 4)   # log((0.3 exp(-1/2) + 0.7 exp(-2)) / sqrt(2 pi))
+    -2.2038
     """
 
     parameter_names = ("mixture_distribution", "components_distribution")
 
     def __init__(
         self,
-        mixture_distribution,
-        components_distribution,
+        mixture_distribution: Distribution,
+        components_distribution: Distribution,
         *,
         validate_args: bool = True,
         name: str | None = None,
-    ):
+    ) -> None:
         label = f"MixtureSameFamily '{name}'" if name else "MixtureSameFamily"
         check_categorical(mixture_distribution, label, "mixture_distribution")
         if not isinstance(components_distribution, Distribution):
@@ -114,7 +123,7 @@ class MixtureSameFamily(Distribution):
         return self.mixture_distribution.num_categories
 
     @property
-    def batch_shape(self):
+    def batch_shape(self) -> Shape:
         return tuple(
             jnp.broadcast_shapes(
                 tuple(self.mixture_distribution.batch_shape),
@@ -123,11 +132,11 @@ class MixtureSameFamily(Distribution):
         )
 
     @property
-    def event_shape(self):
+    def event_shape(self) -> Shape:
         return tuple(self.components_distribution.event_shape)
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         """The components' support (bounds that vary by component are merged over K)."""
         comp = self.components_distribution
         full = tuple(comp.batch_shape) + tuple(comp.event_shape)
@@ -138,7 +147,7 @@ class MixtureSameFamily(Distribution):
         return self.components_distribution.is_discrete
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         return self.components_distribution.dtype
 
     def _log_weights(self):
@@ -146,7 +155,7 @@ class MixtureSameFamily(Distribution):
         return jax.nn.log_softmax(self.mixture_distribution.logits, axis=-1)
 
     # --- sampling and densities -------------------------------------------------------------
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         # shape = sample_shape + batch_shape.  Draw every component, then pick one per draw.
         key_mix, key_comp = jax.random.split(key)
         n_event = len(self.event_shape)
@@ -156,7 +165,7 @@ class MixtureSameFamily(Distribution):
         idx = k.reshape(k.shape + (1,) * (1 + n_event))
         return jnp.take_along_axis(xs, idx, axis=-1 - n_event).squeeze(-1 - n_event)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         value = jnp.asarray(value)
         n_event = len(self.event_shape)
         if value.ndim < n_event:
@@ -170,12 +179,12 @@ class MixtureSameFamily(Distribution):
         w = self.mixture_distribution.probs
         return w.reshape(w.shape + (1,) * len(self.event_shape))  # B + [K] + 1s
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         w = self._weights_for_event()
         m = jnp.sum(w * self.components_distribution.mean(), axis=-1 - len(self.event_shape))
         return jnp.broadcast_to(m, self.batch_shape + self.event_shape)
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         axis = -1 - len(self.event_shape)
         w = self._weights_for_event()
         mu = self.components_distribution.mean()

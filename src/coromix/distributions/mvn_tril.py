@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ from jax.scipy.linalg import solve_triangular
 
 from coromix import constraints
 from coromix.distributions.distribution import Distribution
-from coromix.utils import promote_floats
+from coromix.utils import ArrayLike, Shape, promote_floats
 
 _half_log_2pi = 0.5 * math.log(2 * math.pi)
 
@@ -24,12 +25,23 @@ class MultivariateNormalTriL(Distribution):
     broadcast of their leading dimensions and ``event_shape`` is ``(d,)``.  As in TFP, only the
     lower triangle of ``scale_tril`` is used.
 
-    >>> MultivariateNormalTriL(jnp.zeros(2), jnp.eye(2)).log_prob(jnp.zeros(2))   # -log(2 pi)
+    >>> d = MultivariateNormalTriL(jnp.zeros(2), jnp.eye(2))
+    >>> d.batch_shape, d.event_shape
+    ((), (2,))
+    >>> round(float(d.log_prob(jnp.zeros(2))), 4)   # -log(2 pi)
+    -1.8379
     """
 
     parameter_names = ("loc", "scale_tril")
 
-    def __init__(self, loc, scale_tril, *, validate_args: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        loc: ArrayLike,
+        scale_tril: ArrayLike,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ) -> None:
         self.loc, self.scale_tril = promote_floats(loc, scale_tril)
         label = f"MultivariateNormalTriL '{name}'" if name else "MultivariateNormalTriL"
         if self.loc.ndim < 1 or self.scale_tril.ndim < 2:
@@ -52,7 +64,7 @@ class MultivariateNormalTriL(Distribution):
             ) from None
         self._init_common(name, validate_args)
 
-    def _parameter_checks(self):
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         diag = jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1)
         return [
             (
@@ -63,26 +75,26 @@ class MultivariateNormalTriL(Distribution):
         ]
 
     @property
-    def batch_shape(self):
+    def batch_shape(self) -> Shape:
         return tuple(jnp.broadcast_shapes(self.loc.shape[:-1], self.scale_tril.shape[:-2]))
 
     @property
-    def event_shape(self):
+    def event_shape(self) -> Shape:
         return tuple(self.loc.shape[-1:])
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.real_vector
 
     @property
     def _tril(self):
         return jnp.tril(self.scale_tril)
 
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         z = jax.random.normal(key, shape + self.event_shape, self.dtype)
         return self.loc + jnp.matmul(self._tril, z[..., None])[..., 0]
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         d = self.event_shape[0]
@@ -95,15 +107,15 @@ class MultivariateNormalTriL(Distribution):
         log_det_tril = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(tril, axis1=-2, axis2=-1))), axis=-1)
         return -0.5 * jnp.sum(z**2, axis=-1) - log_det_tril - d * _half_log_2pi
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         return jnp.broadcast_to(self.loc, self.batch_shape + self.event_shape)
 
-    def covariance(self):
+    def covariance(self) -> jax.Array:
         tril = self._tril
         cov = jnp.matmul(tril, jnp.swapaxes(tril, -1, -2))
         d = self.event_shape[0]
         return jnp.broadcast_to(cov, self.batch_shape + (d, d))
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         var = jnp.sum(self._tril**2, axis=-1)
         return jnp.broadcast_to(var, self.batch_shape + self.event_shape)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlog1py, xlogy
+from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.categorical import SuccessProbability, logits_and_probs
 from coromix.distributions.distribution import Distribution
-from coromix.utils import promote_floats
+from coromix.utils import ArrayLike, Shape, promote_floats
 
 
 class NegativeBinomial(SuccessProbability, Distribution):
@@ -21,7 +24,8 @@ class NegativeBinomial(SuccessProbability, Distribution):
     ``scipy.stats.nbinom(n, 1 - p)``.  Samples (int32) are drawn as a gamma-Poisson mixture;
     ``log_prob`` is ``-inf`` for negative or non-integer values.
 
-    >>> NegativeBinomial(2.0, probs=0.5).log_prob(0)   # 2 log(0.5)
+    >>> round(float(NegativeBinomial(2.0, probs=0.5).log_prob(0)), 4)   # 2 log(0.5)
+    -1.3863
     """
 
     parameter_names = ("total_count", "_param")
@@ -30,19 +34,19 @@ class NegativeBinomial(SuccessProbability, Distribution):
 
     def __init__(
         self,
-        total_count,
-        logits=None,
-        probs=None,
+        total_count: ArrayLike,
+        logits: ArrayLike | None = None,
+        probs: ArrayLike | None = None,
         *,
         validate_args: bool = True,
         name: str | None = None,
-    ):
+    ) -> None:
         label = f"NegativeBinomial '{name}'" if name else "NegativeBinomial"
         param, self._kind = logits_and_probs(logits, probs, label)
         self.total_count, self._param = promote_floats(total_count, param)
         self._init_common(name, validate_args)
 
-    def _parameter_checks(self):
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         checks = [("total_count", self.total_count > 0, "positive")]
         if self._kind == "probs":
             p = self._param
@@ -50,11 +54,11 @@ class NegativeBinomial(SuccessProbability, Distribution):
         return checks
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.nonnegative_integer
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         return jnp.int32
 
     def _odds(self):
@@ -63,13 +67,13 @@ class NegativeBinomial(SuccessProbability, Distribution):
             return jnp.exp(self._param)
         return self._param / (1 - self._param)
 
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         key_gamma, key_poisson = jax.random.split(key)
         n = jnp.broadcast_to(self.total_count, shape)
         rate = jax.random.gamma(key_gamma, n, shape, self._param.dtype) * self._odds()
         return jax.random.poisson(key_poisson, rate, shape, jnp.int32)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         k = jnp.asarray(value)
         k = k.astype(jnp.result_type(k, self._param.dtype))
         n = self.total_count
@@ -84,13 +88,13 @@ class NegativeBinomial(SuccessProbability, Distribution):
             out = log_norm + xlogy(k, p) + xlog1py(n, -p)
         return jnp.where(inside, out, -jnp.inf)
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         return jnp.broadcast_to(self.total_count * self._odds(), self.batch_shape)
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         odds = self._odds()
         return jnp.broadcast_to(self.total_count * odds * (1 + odds), self.batch_shape)
 
     @property
-    def has_enumerate_support(self):
+    def has_enumerate_support(self) -> bool:
         return False

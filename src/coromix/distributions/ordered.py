@@ -7,10 +7,11 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.distribution import Distribution
-from coromix.utils import as_float, is_concrete
+from coromix.utils import ArrayLike, Shape, as_float, is_concrete
 
 
 class Ordered(Distribution):
@@ -24,6 +25,17 @@ class Ordered(Distribution):
     Density: ``log_prob(x) = sum_k base.log_prob(x_k) + log(K!)`` where ``x`` is strictly increasing
     and ``-inf`` elsewhere; sampling sorts K base draws.  Support: ``ordered_vector``, or
     ``positive_ordered_vector`` when the base's support is ``positive``.
+
+    >>> from coromix.distributions import Normal
+    >>> d = Ordered(Normal(jnp.zeros(2), 1.0))
+    >>> d.batch_shape, d.event_shape
+    ((), (2,))
+    >>> print(d.support)
+    ordered vector (strictly increasing)
+    >>> round(float(d.log_prob([-1.0, 1.0])), 4)   # 2 log N(1 | 0, 1) + log(2!) = -log(pi) - 1
+    -2.1447
+    >>> float(d.log_prob([1.0, -1.0]))   # not increasing
+    -inf
 
     **The base must be exchangeable along its last batch axis**: the K scalars iid, i.e. every
     parameter the same for all K (``Normal(jnp.zeros(3), 5.0)``, not
@@ -39,7 +51,7 @@ class Ordered(Distribution):
 
     def __init__(
         self, distribution: Distribution, *, validate_args: bool = True, name: str | None = None
-    ):
+    ) -> None:
         label = f"Ordered '{name}'" if name else "Ordered"
         if not isinstance(distribution, Distribution):
             raise TypeError(
@@ -92,26 +104,26 @@ class Ordered(Distribution):
         return int(self.distribution.batch_shape[-1])
 
     @property
-    def batch_shape(self):
+    def batch_shape(self) -> Shape:
         return tuple(self.distribution.batch_shape[:-1])
 
     @property
-    def event_shape(self):
+    def event_shape(self) -> Shape:
         return (self.num_values,)
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return _ordered_support(self.distribution.support)
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         return self.distribution.dtype
 
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         draws = self.distribution._sample(key, tuple(shape) + (self.num_values,))
         return jnp.sort(draws, axis=-1)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         value = as_float(value)
         k = self.num_values
         lp = jnp.sum(self.distribution.log_prob(value), axis=-1) + math.lgamma(k + 1)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
+from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.distribution import Distribution
-from coromix.utils import as_float
+from coromix.utils import ArrayLike, Shape, as_float
 
 
 class Poisson(Distribution):
@@ -17,7 +20,8 @@ class Poisson(Distribution):
 
     Samples are int32; ``log_prob`` is ``-inf`` for negative or non-integer values.
 
-    >>> Poisson(rate=2.0).log_prob(1)   # log(2) - 2
+    >>> round(float(Poisson(rate=2.0).log_prob(1)), 4)   # log(2) - 2
+    -1.3069
     """
 
     parameter_names = ("_param",)
@@ -25,8 +29,13 @@ class Poisson(Distribution):
     is_discrete = True
 
     def __init__(
-        self, rate=None, log_rate=None, *, validate_args: bool = True, name: str | None = None
-    ):
+        self,
+        rate: ArrayLike | None = None,
+        log_rate: ArrayLike | None = None,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ) -> None:
         if (rate is None) == (log_rate is None):
             label = f"Poisson '{name}'" if name else "Poisson"
             raise ValueError(f"{label}: give exactly one of `rate` or `log_rate`")
@@ -35,32 +44,32 @@ class Poisson(Distribution):
         )
         self._init_common(name, validate_args)
 
-    def _parameter_checks(self):
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         if self._kind == "log_rate":
             return []
         return [("rate", self._param >= 0, "nonnegative")]
 
     @property
-    def rate(self):
+    def rate(self) -> jax.Array:
         return self._param if self._kind == "rate" else jnp.exp(self._param)
 
     @property
-    def log_rate(self):
+    def log_rate(self) -> jax.Array:
         return self._param if self._kind == "log_rate" else jnp.log(self._param)
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.nonnegative_integer
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         return jnp.int32
 
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         rate = jnp.broadcast_to(self.rate, shape)
         return jax.random.poisson(key, rate, shape, jnp.int32)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         k = jnp.asarray(value)
         k = k.astype(jnp.result_type(k, self._param.dtype))
         inside = (k >= 0) & (k == jnp.floor(k))
@@ -71,12 +80,12 @@ class Poisson(Distribution):
             out = xlogy(k, self._param) - self._param
         return jnp.where(inside, out - gammaln(k + 1), -jnp.inf)
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         return self.rate
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         return self.rate
 
     @property
-    def has_enumerate_support(self):
+    def has_enumerate_support(self) -> bool:
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ from jax.scipy.special import gammaln
 
 from coromix import constraints
 from coromix.distributions.distribution import Distribution
-from coromix.utils import promote_floats
+from coromix.utils import ArrayLike, Shape, promote_floats
 
 
 class StudentT(Distribution):
@@ -20,29 +21,36 @@ class StudentT(Distribution):
     The mean is ``loc`` for ``df > 1`` (NaN otherwise: undefined); the variance is
     ``scale**2 df / (df - 2)`` for ``df > 2``, ``inf`` for ``1 < df <= 2`` and NaN for ``df <= 1``.
 
-    >>> StudentT(3.0, 0.0, 1.0).log_prob(0.0)
+    >>> round(float(StudentT(3.0, 0.0, 1.0).log_prob(0.0)), 4)   # log(2 / (pi sqrt(3)))
+    -1.0009
     """
 
     parameter_names = ("df", "loc", "scale")
 
     def __init__(
-        self, df, loc=0.0, scale=1.0, *, validate_args: bool = True, name: str | None = None
-    ):
+        self,
+        df: ArrayLike,
+        loc: ArrayLike = 0.0,
+        scale: ArrayLike = 1.0,
+        *,
+        validate_args: bool = True,
+        name: str | None = None,
+    ) -> None:
         self.df, self.loc, self.scale = promote_floats(df, loc, scale)
         self._init_common(name, validate_args)
 
-    def _parameter_checks(self):
+    def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         return [("df", self.df > 0, "positive"), ("scale", self.scale > 0, "positive")]
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.real
 
-    def _sample(self, key, shape):
+    def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         df = jnp.broadcast_to(self.df, shape)
         return self.loc + self.scale * jax.random.t(key, df, shape, self.dtype)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> jax.Array:
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         df = self.df
@@ -55,11 +63,11 @@ class StudentT(Distribution):
             - 0.5 * (df + 1) * jnp.log1p(z**2 / df)
         )
 
-    def mean(self):
+    def mean(self) -> jax.Array:
         loc = jnp.broadcast_to(self.loc, self.batch_shape)
         return jnp.where(self.df > 1, loc, jnp.nan)
 
-    def variance(self):
+    def variance(self) -> jax.Array:
         df = jnp.broadcast_to(self.df, self.batch_shape)
         safe_df = jnp.where(df > 2, df, 3)
         var = self.scale**2 * safe_df / (safe_df - 2)

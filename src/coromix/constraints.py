@@ -7,16 +7,25 @@ from unconstrained space that inference uses.
 
 from __future__ import annotations
 
-from typing import Any
-
+import jax
 import jax.numpy as jnp
+
+from coromix.utils import ArrayLike
 
 
 class Constraint:
+    """A support: ``check(x)`` says which values (or events) lie in it.
+
+    >>> positive.check(jnp.array([1.0, 0.0, -1.0])).tolist()
+    [True, False, False]
+    >>> bool(simplex.check(jnp.array([0.2, 0.8]))), simplex.event_ndim
+    (True, 1)
+    """
+
     event_ndim: int = 0
     is_discrete: bool = False
 
-    def check(self, x: Any):
+    def check(self, x: ArrayLike) -> jax.Array:
         raise NotImplementedError
 
     def __str__(self) -> str:
@@ -26,156 +35,156 @@ class Constraint:
 
 
 class _Real(Constraint):
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         return jnp.isfinite(x)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "real"
 
 
 class _RealVector(Constraint):
     event_ndim = 1
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         return jnp.all(jnp.isfinite(x), axis=-1)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "real vector"
 
 
 class _Positive(Constraint):
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         return (x > 0) & jnp.isfinite(x)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "positive"
 
 
 class GreaterThan(Constraint):
-    def __init__(self, lower):
+    def __init__(self, lower: ArrayLike) -> None:
         self.lower = lower
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         return (x > self.lower) & jnp.isfinite(x)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "greater than lower bound"
 
 
 class _UnitInterval(Constraint):
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         return (x > 0) & (x < 1)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "unit interval (0, 1)"
 
 
 class Interval(Constraint):
-    def __init__(self, low, high):
+    def __init__(self, low: ArrayLike, high: ArrayLike) -> None:
         self.low, self.high = low, high
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         return (x > self.low) & (x < self.high)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "interval (low, high)"
 
 
 class _Simplex(Constraint):
     event_ndim = 1
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         tol = 1e-4 if jnp.result_type(x) == jnp.float32 else 1e-10
         return jnp.all(x >= 0, axis=-1) & (jnp.abs(jnp.sum(x, axis=-1) - 1) < tol)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "simplex (nonnegative, sums to 1)"
 
 
 class _OrderedVector(Constraint):
     event_ndim = 1
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         return jnp.all(jnp.diff(x, axis=-1) > 0, axis=-1) & jnp.all(jnp.isfinite(x), axis=-1)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "ordered vector (strictly increasing)"
 
 
 class _PositiveOrderedVector(Constraint):
     event_ndim = 1
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         return _OrderedVector().check(x) & jnp.all(x > 0, axis=-1)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "positive ordered vector"
 
 
 class _CorrCholesky(Constraint):
     event_ndim = 2
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         tol = 1e-4 if jnp.result_type(x) == jnp.float32 else 1e-8
         lower = jnp.all(jnp.triu(x, k=1) == 0, axis=(-2, -1))
         positive_diag = jnp.all(jnp.diagonal(x, axis1=-2, axis2=-1) > 0, axis=-1)
         unit_rows = jnp.all(jnp.abs(jnp.sum(x**2, axis=-1) - 1) < tol, axis=-1)
         return lower & positive_diag & unit_rows
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "Cholesky factor of a correlation matrix"
 
 
 class _LowerCholesky(Constraint):
     event_ndim = 2
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         lower = jnp.all(jnp.triu(x, k=1) == 0, axis=(-2, -1))
         return lower & jnp.all(jnp.diagonal(x, axis1=-2, axis2=-1) > 0, axis=-1)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "lower-triangular with positive diagonal"
 
 
 class IntegerInterval(Constraint):
     is_discrete = True
 
-    def __init__(self, low, high):
+    def __init__(self, low: ArrayLike, high: ArrayLike) -> None:
         self.low, self.high = low, high
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         return (x >= self.low) & (x <= self.high) & (x == jnp.floor(x))
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "integers in [low, high]"
 
 
 class _NonNegativeInteger(Constraint):
     is_discrete = True
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         return (x >= 0) & (x == jnp.floor(x))
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "nonnegative integers"
 
 
 class Independent(Constraint):
     """A constraint whose last ``reinterpreted_batch_ndims`` batch dimensions become event dims."""
 
-    def __init__(self, base: Constraint, reinterpreted_batch_ndims: int):
+    def __init__(self, base: Constraint, reinterpreted_batch_ndims: int) -> None:
         self.base = base
         self.reinterpreted_batch_ndims = reinterpreted_batch_ndims
         self.event_ndim = base.event_ndim + reinterpreted_batch_ndims
         self.is_discrete = base.is_discrete
 
-    def check(self, x):
+    def check(self, x: ArrayLike) -> jax.Array:
         ok = self.base.check(x)
         if self.reinterpreted_batch_ndims:
             ok = jnp.all(ok, axis=tuple(range(-self.reinterpreted_batch_ndims, 0)))
         return ok
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.base)
 
 

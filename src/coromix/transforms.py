@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from coromix import constraints
+from coromix.utils import ArrayLike, Shape
 
-Shape = tuple[int, ...]
 _LOG2 = math.log(2.0)
 
 
@@ -125,16 +125,16 @@ class Transform:
     def event_ndim(self) -> int:
         return self.codomain.event_ndim
 
-    def forward(self, y: Any) -> jax.Array:
+    def forward(self, y: ArrayLike) -> jax.Array:
         raise NotImplementedError
 
-    def inverse(self, x: Any) -> jax.Array:
+    def inverse(self, x: ArrayLike) -> jax.Array:
         raise NotImplementedError
 
-    def forward_log_det_jacobian(self, y: Any) -> jax.Array:
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         raise NotImplementedError
 
-    def inverse_log_det_jacobian(self, x: Any) -> jax.Array:
+    def inverse_log_det_jacobian(self, x: ArrayLike) -> jax.Array:
         """``log |det dy/dx| = -forward_log_det_jacobian(inverse(x))``."""
         return -self.forward_log_det_jacobian(self.inverse(x))
 
@@ -144,7 +144,7 @@ class Transform:
     def constrained_shape(self, unconstrained_shape: Shape) -> Shape:
         return tuple(unconstrained_shape)
 
-    def __call__(self, y: Any) -> jax.Array:
+    def __call__(self, y: ArrayLike) -> jax.Array:
         return self.forward(y)
 
     def __repr__(self) -> str:
@@ -157,7 +157,7 @@ class IdentityTransform(Transform):
 
     static_names = ("_event_ndim",)
 
-    def __init__(self, event_ndim: int = 0):
+    def __init__(self, event_ndim: int = 0) -> None:
         if event_ndim not in (0, 1):
             raise ValueError(f"IdentityTransform: event_ndim must be 0 or 1; got {event_ndim}")
         self._event_ndim = event_ndim
@@ -167,16 +167,16 @@ class IdentityTransform(Transform):
         return self._event_ndim
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.real_vector if self._event_ndim else constraints.real
 
-    def forward(self, y):
+    def forward(self, y: ArrayLike) -> jax.Array:
         return _as_float(y)
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> jax.Array:
         return _as_float(x)
 
-    def forward_log_det_jacobian(self, y):
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         _check_event(y.shape, self._event_ndim, "IdentityTransform")
         return jnp.zeros(y.shape[: y.ndim - self._event_ndim], y.dtype)
@@ -186,16 +186,16 @@ class ExpTransform(Transform):
     """``x = exp(y)`` onto ``positive``; ``log|dx/dy| = y``."""
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.positive
 
-    def forward(self, y):
+    def forward(self, y: ArrayLike) -> jax.Array:
         return _clipped_exp(_as_float(y))
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> jax.Array:
         return jnp.log(_as_float(x))
 
-    def forward_log_det_jacobian(self, y):
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         return _as_float(y)
 
 
@@ -204,25 +204,25 @@ class LowerBoundTransform(Transform):
 
     leaf_names = ("lower",)
 
-    def __init__(self, lower):
+    def __init__(self, lower: ArrayLike) -> None:
         self.lower = lower
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.GreaterThan(self.lower)
 
-    def forward(self, y):
+    def forward(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         dtype = jnp.result_type(y, self.lower)
         y, lower = y.astype(dtype), jnp.asarray(self.lower, dtype)
         x = lower + _clipped_exp(y)
         return jnp.clip(x, _above(lower, jnp.inf), jnp.finfo(dtype).max)
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> jax.Array:
         x = _as_float(x)
         return jnp.log(x - self.lower)
 
-    def forward_log_det_jacobian(self, y):
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         return jnp.broadcast_to(y, jnp.broadcast_shapes(y.shape, jnp.shape(self.lower)))
 
@@ -232,19 +232,19 @@ class SigmoidTransform(Transform):
     ``log|dx/dy| = log_sigmoid(y) + log_sigmoid(-y)``."""
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.unit_interval
 
-    def forward(self, y):
+    def forward(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         finfo = jnp.finfo(y.dtype)
         return jnp.clip(jax.nn.sigmoid(y), finfo.tiny, 1.0 - finfo.epsneg)
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> jax.Array:
         x = _as_float(x)
         return jnp.log(x) - jnp.log1p(-x)
 
-    def forward_log_det_jacobian(self, y):
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         return jax.nn.log_sigmoid(y) + jax.nn.log_sigmoid(-y)
 
@@ -255,29 +255,29 @@ class IntervalTransform(Transform):
 
     leaf_names = ("low", "high")
 
-    def __init__(self, low, high):
+    def __init__(self, low: ArrayLike, high: ArrayLike) -> None:
         self.low, self.high = low, high
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.Interval(self.low, self.high)
 
     def _params(self, v):
         dtype = jnp.result_type(v, self.low, self.high)
         return v.astype(dtype), jnp.asarray(self.low, dtype), jnp.asarray(self.high, dtype)
 
-    def forward(self, y):
+    def forward(self, y: ArrayLike) -> jax.Array:
         y, low, high = self._params(_as_float(y))
         width = high - low
         # Measure from the nearer end, so values near `high` keep their precision.
         x = jnp.where(y < 0, low + width * jax.nn.sigmoid(y), high - width * jax.nn.sigmoid(-y))
         return jnp.clip(x, _above(low, high), _above(high, low))
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> jax.Array:
         x, low, high = self._params(_as_float(x))
         return jnp.log(x - low) - jnp.log(high - x)
 
-    def forward_log_det_jacobian(self, y):
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         y, low, high = self._params(_as_float(y))
         return jnp.log(high - low) + jax.nn.log_sigmoid(y) + jax.nn.log_sigmoid(-y)
 
@@ -291,7 +291,7 @@ class StickBreakingTransform(Transform):
     unconstrained_event_ndim = 1
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.simplex
 
     @staticmethod
@@ -305,7 +305,7 @@ class StickBreakingTransform(Transform):
         log_left = jnp.concatenate([jnp.zeros_like(log_rest[..., :1]), log_rest[..., :-1]], -1)
         return log_z, log_1mz, log_left, log_rest
 
-    def forward(self, y):
+    def forward(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         _check_event(y.shape, 1, "StickBreakingTransform")
         if y.shape[-1] == 0:
@@ -313,7 +313,7 @@ class StickBreakingTransform(Transform):
         log_z, _, log_left, log_rest = self._logs(y)
         return jnp.exp(jnp.concatenate([log_z + log_left, log_rest[..., -1:]], axis=-1))
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> jax.Array:
         x = _as_float(x)
         _check_event(x.shape, 1, "StickBreakingTransform")
         # y_k = logit(x_k / sum_{j>=k} x_j) + log(K-1-k) = log x_k - log(sum_{j>k} x_j) + log(K-1-k)
@@ -322,17 +322,17 @@ class StickBreakingTransform(Transform):
             jnp.log(x[..., :-1]) - jnp.log(tail[..., 1:]) + self._offset(x.shape[-1] - 1, x.dtype)
         )
 
-    def forward_log_det_jacobian(self, y):
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         _check_event(y.shape, 1, "StickBreakingTransform")
         log_z, log_1mz, log_left, _ = self._logs(y)
         return jnp.sum(log_z + log_1mz + log_left, axis=-1)
 
-    def unconstrained_shape(self, constrained_shape):
+    def unconstrained_shape(self, constrained_shape: Shape) -> Shape:
         _check_event(tuple(constrained_shape), 1, "StickBreakingTransform")
         return tuple(constrained_shape[:-1]) + (constrained_shape[-1] - 1,)
 
-    def constrained_shape(self, unconstrained_shape):
+    def constrained_shape(self, unconstrained_shape: Shape) -> Shape:
         _check_event(tuple(unconstrained_shape), 1, "StickBreakingTransform")
         return tuple(unconstrained_shape[:-1]) + (unconstrained_shape[-1] + 1,)
 
@@ -344,21 +344,21 @@ class OrderedTransform(Transform):
     unconstrained_event_ndim = 1
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.ordered_vector
 
-    def forward(self, y):
+    def forward(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         _check_event(y.shape, 1, "OrderedTransform")
         steps = jnp.concatenate([y[..., :1], _clipped_exp(y[..., 1:])], axis=-1)
         return jnp.cumsum(steps, axis=-1)
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> jax.Array:
         x = _as_float(x)
         _check_event(x.shape, 1, "OrderedTransform")
         return jnp.concatenate([x[..., :1], jnp.log(jnp.diff(x, axis=-1))], axis=-1)
 
-    def forward_log_det_jacobian(self, y):
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         _check_event(y.shape, 1, "OrderedTransform")
         return jnp.sum(y[..., 1:], axis=-1)
@@ -370,20 +370,20 @@ class PositiveOrderedTransform(Transform):
     unconstrained_event_ndim = 1
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.positive_ordered_vector
 
-    def forward(self, y):
+    def forward(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         _check_event(y.shape, 1, "PositiveOrderedTransform")
         return jnp.cumsum(_clipped_exp(y), axis=-1)
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> jax.Array:
         x = _as_float(x)
         _check_event(x.shape, 1, "PositiveOrderedTransform")
         return jnp.log(jnp.concatenate([x[..., :1], jnp.diff(x, axis=-1)], axis=-1))
 
-    def forward_log_det_jacobian(self, y):
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         _check_event(y.shape, 1, "PositiveOrderedTransform")
         return jnp.sum(y, axis=-1)
@@ -398,7 +398,7 @@ class CorrCholeskyTransform(Transform):
     unconstrained_event_ndim = 1
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.corr_cholesky
 
     def _parts(self, y):
@@ -413,7 +413,7 @@ class CorrCholeskyTransform(Transform):
         log_left = jnp.cumsum(log1mz2, axis=-1) - log1mz2
         return d, rows, cols, z, log1mz2, log_left
 
-    def forward(self, y):
+    def forward(self, y: ArrayLike) -> jax.Array:
         d, _, _, z, _, log_left = self._parts(y)
         scale = jnp.exp(0.5 * log_left)
         # Keep the diagonal positive even where the stick left underflows (|y| in the tens).
@@ -421,7 +421,7 @@ class CorrCholeskyTransform(Transform):
         idx = np.arange(d)
         return (z * scale).at[..., idx, idx].set(diag)
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> jax.Array:
         x = _as_float(x)
         _check_event(x.shape, 2, "CorrCholeskyTransform")
         d = x.shape[-1]
@@ -432,17 +432,17 @@ class CorrCholeskyTransform(Transform):
         after = _reverse_cumsum(sq) - sq
         return jnp.arcsinh(x[..., rows, cols] / jnp.sqrt(after[..., rows, cols]))
 
-    def forward_log_det_jacobian(self, y):
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         _, rows, cols, _, log1mz2, log_left = self._parts(y)
         # d L_ij / d y_ij = (1 - z_ij^2) sqrt(1 - sum_{k<j} L_ik^2); triangular within each row.
         return jnp.sum(log1mz2[..., rows, cols] + 0.5 * log_left[..., rows, cols], axis=-1)
 
-    def unconstrained_shape(self, constrained_shape):
+    def unconstrained_shape(self, constrained_shape: Shape) -> Shape:
         _check_event(tuple(constrained_shape), 2, "CorrCholeskyTransform")
         d = constrained_shape[-1]
         return tuple(constrained_shape[:-2]) + (d * (d - 1) // 2,)
 
-    def constrained_shape(self, unconstrained_shape):
+    def constrained_shape(self, unconstrained_shape: Shape) -> Shape:
         _check_event(tuple(unconstrained_shape), 1, "CorrCholeskyTransform")
         d = _matrix_dim(unconstrained_shape[-1], diagonal=False)
         return tuple(unconstrained_shape[:-1]) + (d, d)
@@ -455,10 +455,10 @@ class LowerCholeskyTransform(Transform):
     unconstrained_event_ndim = 1
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.lower_cholesky
 
-    def forward(self, y):
+    def forward(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         _check_event(y.shape, 1, "LowerCholeskyTransform")
         d = _matrix_dim(y.shape[-1], diagonal=True)
@@ -468,7 +468,7 @@ class LowerCholeskyTransform(Transform):
         x = jnp.zeros(y.shape[:-1] + (d, d), y.dtype).at[..., rows, cols].set(y[..., :m])
         return x.at[..., diag, diag].set(_clipped_exp(y[..., m:]))
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> jax.Array:
         x = _as_float(x)
         _check_event(x.shape, 2, "LowerCholeskyTransform")
         d = x.shape[-1]
@@ -476,18 +476,18 @@ class LowerCholeskyTransform(Transform):
         diag = jnp.diagonal(x, axis1=-2, axis2=-1)
         return jnp.concatenate([x[..., rows, cols], jnp.log(diag)], axis=-1)
 
-    def forward_log_det_jacobian(self, y):
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         y = _as_float(y)
         _check_event(y.shape, 1, "LowerCholeskyTransform")
         d = _matrix_dim(y.shape[-1], diagonal=True)
         return jnp.sum(y[..., d * (d - 1) // 2 :], axis=-1)
 
-    def unconstrained_shape(self, constrained_shape):
+    def unconstrained_shape(self, constrained_shape: Shape) -> Shape:
         _check_event(tuple(constrained_shape), 2, "LowerCholeskyTransform")
         d = constrained_shape[-1]
         return tuple(constrained_shape[:-2]) + (d * (d + 1) // 2,)
 
-    def constrained_shape(self, unconstrained_shape):
+    def constrained_shape(self, unconstrained_shape: Shape) -> Shape:
         _check_event(tuple(unconstrained_shape), 1, "LowerCholeskyTransform")
         d = _matrix_dim(unconstrained_shape[-1], diagonal=True)
         return tuple(unconstrained_shape[:-1]) + (d, d)
@@ -500,7 +500,7 @@ class IndependentTransform(Transform):
     leaf_names = ("base",)
     static_names = ("reinterpreted_batch_ndims",)
 
-    def __init__(self, base: Transform, reinterpreted_batch_ndims: int):
+    def __init__(self, base: Transform, reinterpreted_batch_ndims: int) -> None:
         if reinterpreted_batch_ndims < 0:
             raise ValueError(
                 "IndependentTransform: reinterpreted_batch_ndims must be >= 0; got "
@@ -514,31 +514,41 @@ class IndependentTransform(Transform):
         return self.base.unconstrained_event_ndim + self.reinterpreted_batch_ndims
 
     @property
-    def codomain(self):
+    def codomain(self) -> constraints.Constraint:
         return constraints.Independent(self.base.codomain, self.reinterpreted_batch_ndims)
 
-    def forward(self, y):
+    def forward(self, y: ArrayLike) -> jax.Array:
         return self.base.forward(y)
 
-    def inverse(self, x):
+    def inverse(self, x: ArrayLike) -> jax.Array:
         return self.base.inverse(x)
 
-    def forward_log_det_jacobian(self, y):
+    def forward_log_det_jacobian(self, y: ArrayLike) -> jax.Array:
         return _sum_right(self.base.forward_log_det_jacobian(y), self.reinterpreted_batch_ndims)
 
-    def unconstrained_shape(self, constrained_shape):
+    def unconstrained_shape(self, constrained_shape: Shape) -> Shape:
         return self.base.unconstrained_shape(constrained_shape)
 
-    def constrained_shape(self, unconstrained_shape):
+    def constrained_shape(self, unconstrained_shape: Shape) -> Shape:
         return self.base.constrained_shape(unconstrained_shape)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"IndependentTransform({self.base!r}, {self.reinterpreted_batch_ndims})"
 
 
 # --- dispatch ---------------------------------------------------------------------------------
 def biject_to(constraint: constraints.Constraint) -> Transform:
-    """The transform from unconstrained reals onto ``constraint`` (TypeError: discrete/unknown)."""
+    """The transform from unconstrained reals onto ``constraint`` (TypeError: discrete/unknown).
+
+    >>> t = biject_to(constraints.positive)
+    >>> t
+    ExpTransform(onto positive)
+    >>> float(t.forward(0.0)), float(t.inverse(1.0)), float(t.forward_log_det_jacobian(0.0))
+    (1.0, 0.0, 0.0)
+    >>> s = biject_to(constraints.simplex)   # K - 1 reals onto the K-simplex; 0 -> uniform
+    >>> s.unconstrained_shape((3,)), [round(float(v), 4) for v in s.forward(jnp.zeros(2))]
+    ((2,), [0.3333, 0.3333, 0.3333])
+    """
     if not isinstance(constraint, constraints.Constraint):
         raise TypeError(
             f"biject_to needs a coromix constraint; got {constraint!r} "

@@ -41,7 +41,12 @@ def component_axes(
     samples: Mapping[str, np.ndarray], components: Mapping[str, int] | Sequence[str]
 ) -> dict[str, tuple[int, int]]:
     """name -> (non-negative axis in one draw's shape, K), checked against the draws
-    ``samples`` (name -> ``(chain, draw, ...)``)."""
+    ``samples`` (name -> ``(chain, draw, ...)``).
+
+    >>> samples = {"mu": np.zeros((2, 10, 3)), "scale_tril": np.zeros((2, 10, 4, 3))}
+    >>> component_axes(samples, {"mu": 0, "scale_tril": -1})
+    {'mu': (0, 3), 'scale_tril': (1, 3)}
+    """
     if isinstance(components, str):
         components = [components]
     if isinstance(components, Mapping):

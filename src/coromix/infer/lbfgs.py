@@ -98,10 +98,18 @@ def maximize(
 
     With ``restart`` (a function of a PRNG key giving a new starting point) and ``key``, a start
     where ``f`` or its gradient is not finite is replaced by ``restart(key)``, up to 30 times,
-    inside the same loop (no second copy of ``value_and_grad``).  Stops when ``max|grad f| < gtol``, when an accepted step changes ``f`` by less than
+    inside the same loop (no second copy of ``value_and_grad``).  Stops when
+    ``max|grad f| < gtol``, when an accepted step changes ``f`` by less than
     ``ftol * max(1, |f|)``, after ``max_iterations`` accepted steps, or when no step along the
     direction rises (then from the best point so far).  A non-finite ``f`` at a trial point counts
     as no rise.  Jit-, vmap- and grad-free: it is meant to run inside a larger compiled program.
+
+    >>> f = lambda x: -jnp.sum((x - jnp.array([1.0, -2.0])) ** 2)   # top at (1, -2), f'' = -2
+    >>> end = maximize(jax.value_and_grad(f), jnp.zeros(2))
+    >>> [round(float(v), 3) for v in end.position], bool(end.converged)
+    ([1.0, -2.0], True)
+    >>> [round(float(v), 3) for v in end.inverse_hessian_diagonal]   # -1 / f'' = 1/2
+    [0.5, 0.5]
     """
     # the first pass of the loop evaluates x0 itself (step 0 from a value of -inf), so that the
     # log density and its gradient appear once in the compiled program

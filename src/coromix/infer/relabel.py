@@ -50,10 +50,10 @@ def relabel(
         components: the variables indexed by the mixture component, and along which axis of one
             draw's shape.  ``None`` (the default): found from the model, which must then be
             symmetric in them (its log density unchanged when their component axes are permuted;
-            see :func:`coromix.labels.symmetric_components`).  Otherwise a mapping name -> axis (``{"mu": 0, "sigma": 0, "weights": 0}``;
-            negative axes count from the end), or a sequence of names (axis 0 for each).  All
-            these axes must have the same length ``K`` (at most 8: all ``K!`` permutations of
-            every draw are scored).
+            see :func:`coromix.labels.symmetric_components`).  Otherwise a mapping name -> axis
+            (``{"mu": 0, "sigma": 0, "weights": 0}``; negative axes count from the end), or a
+            sequence of names (axis 0 for each).  All these axes must have the same length ``K``
+            (at most 8: all ``K!`` permutations of every draw are scored).
         reference: name -> one draw's value of each variable in ``components``, the labelling to
             match; by default the draw with the highest log density (``sample_stats["lp"]``), or
             the first draw of the first chain without it.
@@ -69,26 +69,23 @@ def relabel(
         The attribute ``permutations`` holds the permutation of each draw, an integer array
         ``(chain, draw, K)`` with ``new[..., k, ...] = old[..., permutations[c, d, k], ...]``.
 
-    Example::
+    Example: two chains of a two-component fit, the second in the swapped labelling (made up
+    here; from a fit, ``cm.relabel(cm.nuts(model, data))`` or ``post.relabel()``, with the
+    components found from the model):
 
-        import jax.numpy as jnp
-        import numpy as np
-        import coromix as cm
-        tfd = cm.distributions
-
-        rng = np.random.default_rng(0)
-        y = np.concatenate([rng.normal(-2.0, 1.0, 100), rng.normal(2.0, 1.0, 100)])
-
-        def gmm():
-            w = yield tfd.Dirichlet(jnp.ones(2))
-            mu = yield tfd.Normal(jnp.zeros(2), 5.0)            # exchangeable: labels can switch
-            sigma = yield tfd.HalfNormal(jnp.ones(2))
-            z = yield tfd.Categorical(probs=jnp.broadcast_to(w, (len(y), 2)))
-            obs = yield tfd.Normal(mu[z], sigma[z], name="y")
-
-        post = cm.nuts(gmm, {"y": y}, num_warmup=300, num_samples=300, progress=False)
-        fixed = cm.relabel(post)            # or post.relabel(); components found from the model
-        print(fixed.summary())                # one row per component, R-hat near 1
-        fixed.permutations                    # (chain, draw, 2): the labels each draw took
+    >>> import numpy as np
+    >>> from coromix.results import Posterior
+    >>> rng = np.random.default_rng(0)
+    >>> chains = [rng.normal([-2.0, 2.0], 0.1, (50, 2)), rng.normal([2.0, -2.0], 0.1, (50, 2))]
+    >>> post = Posterior({"mu": np.stack(chains)})   # mu: (chain, draw, component)
+    >>> post.samples["mu"].mean(axis=1).round(1)   # per chain: the labels disagree
+    array([[-2.,  2.],
+           [ 2., -2.]])
+    >>> fixed = relabel(post, ["mu"])
+    >>> fixed.samples["mu"].mean(axis=1).round(1)   # one labelling, that of the first draw
+    array([[-2.,  2.],
+           [-2.,  2.]])
+    >>> fixed.permutations[:, 0].tolist()   # new[k] = old[p[k]]: chain 1 swapped
+    [[0, 1], [1, 0]]
     """
     return posterior.relabel(components, reference=reference, max_iterations=max_iterations)

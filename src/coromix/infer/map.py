@@ -96,7 +96,7 @@ class MAPEstimate(Values):
         restart_converged: Any = None,
         standard_errors: Values | None = None,
         covariance: Any = None,
-    ):
+    ) -> None:
         super().__init__(items)
         self.log_density = log_density
         self.converged = converged
@@ -174,24 +174,28 @@ def map(
 
     Standard errors: the observed information ``I = -d^2 log p / du du^T`` at the mode (the
     exact Hessian of the raveled ``u``, reverse over reverse: ``jax.jacrev(jax.grad(.))``, as the
-    forward algorithm's custom VJP has no forward mode for ``jax.hessian``), and the delta method to the model's own parameters,
-    ``Cov(x) = J I^{-1} J^T`` with ``J = dT/du``; with flat priors these are the usual maximum
-    likelihood standard errors (inverse observed information).  When ``I`` is not positive
+    forward algorithm's custom VJP has no forward mode for ``jax.hessian``), and the delta method
+    to the model's own parameters, ``Cov(x) = J I^{-1} J^T`` with ``J = dT/du``; with flat
+    priors these are the usual maximum likelihood standard errors (inverse observed
+    information).  When ``I`` is not positive
     definite (not a strict maximum: a flat direction, a saddle) a ``ConvergenceWarning`` says so
     and every standard error is ``nan``.
 
-    Example::
+    Example: with a flat prior the mode is the maximum likelihood estimate, here the mean of
+    the data, 1.26, with standard error ``1 / sqrt(5)``:
 
-        import coromix as cm, jax.numpy as jnp
-        tfd = cm.distributions
-        data = jnp.array([1.2, 0.4, 2.1, 0.9, 1.7])
-
-        def model():
-            mu = yield tfd.Uniform(-100.0, 100.0)          # flat: the MAP is the MLE
-            y = yield tfd.Normal(jnp.broadcast_to(mu, data.shape), 1.0)
-
-        est = cm.map(model, {"y": data}, standard_errors=True)
-        est.mu, est.converged, est.standard_errors.mu    # 1.26, True, 1 / sqrt(5) = 0.447
+    >>> import jax.numpy as jnp
+    >>> import coromix as cm
+    >>> tfd = cm.distributions
+    >>> data = jnp.array([1.2, 0.4, 2.1, 0.9, 1.7])
+    >>> def model():
+    ...     mu = yield tfd.Uniform(-100.0, 100.0)
+    ...     y = yield tfd.Normal(jnp.broadcast_to(mu, data.shape), 1.0)
+    >>> est = cm.map(model, {"y": data}, standard_errors=True)
+    >>> round(float(est.mu), 3), est.converged
+    (1.26, True)
+    >>> round(float(est.standard_errors.mu), 3)
+    0.447
     """
     import optax  # imported here so that `import coromix` works where optax is not installed
 

@@ -14,52 +14,26 @@ VJP).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from coromix import constraints, markov
 from coromix.distributions.categorical import Categorical
 from coromix.distributions.distribution import Distribution, Shape
-from coromix.utils import as_key, as_shape
+from coromix.distributions.markov_chain import MarkovChain
 
 
-def _map_over_batch(
-    fn: Callable, args: Sequence[jax.Array], core_ndims: Sequence[int], batch_shape: Shape
-):
-    """Apply ``fn`` (written for unbatched arguments) over leading batch dimensions.
-
-    ``args[i]`` has shape ``b_i + core_i`` with ``len(core_i) == core_ndims[i]`` and ``b_i``
-    broadcastable to ``batch_shape``.  Arguments are not materialized at the full batch shape: a
-    dimension an argument lacks (or has as 1) is not mapped for it (``in_axes=None``).
-    """
-    padded = []
-    for a, c in zip(args, core_ndims):
-        nb = jnp.ndim(a) - c
-        if nb > len(batch_shape):
-            raise ValueError(
-                f"argument of shape {jnp.shape(a)} has more batch dims than {batch_shape}"
-            )
-        padded.append(jnp.reshape(a, (1,) * (len(batch_shape) - nb) + jnp.shape(a)))
-
-    def rec(depth, *xs):
-        if depth == len(batch_shape):
-            return fn(*xs)
-        n = batch_shape[depth]
-        axes = tuple(0 if (x.shape[0] == n or n == 1) else None for x in xs)
-        xs = tuple(x if ax == 0 else x[0] for x, ax in zip(xs, axes))
-        return jax.vmap(lambda *ys: rec(depth + 1, *ys), in_axes=axes)(*xs)
-
-    return rec(0, *padded)
-
-
-class HiddenMarkovModel(Distribution):
+class HiddenMarkovModel(MarkovChain):
     r"""HiddenMarkovModel(initial_distribution, transition_distribution, observation_distribution,
-    num_steps, time_varying_transition=False, time_varying_observation=False).
+    num_steps, time_varying_transition=False, time_varying_observation=False, *, parallel=None).
+
+    .. math::
+        p(x_{1:T}) = \sum_{z_{1:T}} \pi(z_1) \prod_{t=2}^T A_t(z_{t-1}, z_t)
+            \prod_{t=1}^T p(x_t\mid z_t)
 
     Args:
       initial_distribution: :class:`Categorical` over the ``K`` states, batch shape ``B_init``.
@@ -75,23 +49,30 @@ class HiddenMarkovModel(Distribution):
         ``time_varying_transition_distribution``).
       time_varying_observation: see ``observation_distribution`` (TFP's
         ``time_varying_observation_distribution``).
+      parallel: ``None`` (default) = the sequential recursion on CPU and the parallel-in-time one
+        on GPU/TPU (:func:`coromix.markov.default_parallel`); ``True``/``False`` force one.
 
     Shapes: ``event_shape = [num_steps] + observation event shape``; ``batch_shape`` is the
     broadcast of ``B_init``, ``B_trans`` and the observation batch without its trailing ``[K]`` (or
     ``[num_steps, K]``).
 
-    ``posterior_marginals`` returns a :class:`Categorical` with ``probs`` of shape
-    ``batch + [num_steps, K]`` like TFP; ``posterior_mode`` the Viterbi path ``int32 batch + [T]``;
-    ``posterior_sample`` exact path draws ``int32 sample_shape + batch + [T]``.
+    A :class:`~coromix.distributions.MarkovChain` (``latent_name = "states"``): ``log_prob``,
+    ``posterior`` (a :class:`~coromix.markov.MarkovPosterior`), ``posterior_marginals`` (a
+    :class:`Categorical` with ``probs`` of shape ``batch + [num_steps, K]`` like TFP),
+    ``posterior_mode`` (the Viterbi path ``int32 batch + [T]``) and ``posterior_sample`` (exact
+    path draws ``int32 sample_shape + batch + [T]``) come from there.
 
-    The chain computations use the sequential recursion on CPU and the parallel-in-time one on
-    GPU/TPU (:func:`coromix.markov.default_parallel`).
+    TFP's example (a "cold"/"hot" day model of temperatures):
 
+    >>> import jax.numpy as jnp
+    >>> from coromix.distributions import Categorical, HiddenMarkovModel, Normal
     >>> hmm = HiddenMarkovModel(Categorical(probs=[0.8, 0.2]),
     ...                         Categorical(probs=[[0.7, 0.3], [0.2, 0.8]]),
     ...                         Normal(loc=[0.0, 15.0], scale=[5.0, 10.0]), num_steps=7)
-    >>> hmm.log_prob(jnp.zeros(7))      # -19.8556, as in TFP's example
-    >>> hmm.mean()                      # [3., 6., 7.5, 8.25, 8.625, 8.8125, 8.90625]
+    >>> hmm.log_prob(jnp.zeros(7))
+    Array(-19.8556, dtype=float32)
+    >>> hmm.mean().tolist()
+    [3.0, 6.0, 7.5, 8.25, 8.625, 8.8125, 8.90625]
     """
 
     parameter_names = (
@@ -99,7 +80,7 @@ class HiddenMarkovModel(Distribution):
         "transition_distribution",
         "observation_distribution",
     )
-    static_names = ("num_steps", "time_varying_transition", "time_varying_observation")
+    static_names = ("num_steps", "time_varying_transition", "time_varying_observation", "parallel")
 
     def __init__(
         self,
@@ -110,6 +91,7 @@ class HiddenMarkovModel(Distribution):
         time_varying_transition: bool = False,
         time_varying_observation: bool = False,
         *,
+        parallel: bool | None = None,
         validate_args: bool = True,
         name: str | None = None,
     ):
@@ -119,6 +101,7 @@ class HiddenMarkovModel(Distribution):
         self.num_steps = int(num_steps)
         self.time_varying_transition = bool(time_varying_transition)
         self.time_varying_observation = bool(time_varying_observation)
+        self.parallel = None if parallel is None else bool(parallel)
         self.name, self.validate_args = name, validate_args
         self._check_structure()
         self._init_common(name, validate_args)
@@ -166,7 +149,13 @@ class HiddenMarkovModel(Distribution):
             )
 
     @property
+    def latent_name(self) -> str:
+        """``"states"``: a joint model reports the chain of a variable ``x`` as ``x_states``."""
+        return "states"
+
+    @property
     def num_states(self) -> int:
+        """The number ``K`` of hidden states."""
         return self.initial_distribution.num_categories
 
     def _init_batch(self) -> Shape:
@@ -231,37 +220,23 @@ class HiddenMarkovModel(Distribution):
         x = jnp.expand_dims(jnp.moveaxis(value, lead, 0), lead + 1)  # [T, ..., 1, *ev]
         return jnp.moveaxis(obs.log_prob(x), 0, -2)  # [..., T, K]
 
-    def _chain_args(self, observations):
-        log_obs = self._log_obs(observations)
-        batch = tuple(jnp.broadcast_shapes(log_obs.shape[:-2], self.batch_shape))
-        lt_core = 3 if self.time_varying_transition else 2
-        args = (self._log_init(), self._log_trans(), log_obs)
-        return args, (1, lt_core, 2), batch
+    def log_potentials(self, observations: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+        r"""``(log_init, log_trans, log_obs)`` of the chain for ``observations``.
 
-    # --- densities and posteriors -----------------------------------------------------------
-    def log_prob(self, value: Any) -> jax.Array:
-        """``log p(x_{1:T})`` with all state paths summed out; shape ``sample + batch``."""
-        return _log_prob(self, jnp.asarray(value))
+        ``log_init = log_softmax(initial logits)`` ``B_init + [K]``,
+        ``log_trans = log_softmax(transition logits)`` ``B_trans + [K, K]`` (or
+        ``B_trans + [T-1, K, K]``) and ``log_obs[..., t, k] = log p(x_t | z_t = k)``
+        ``sample + batch + [T, K]``, the inputs of :mod:`coromix.markov` (the batch dims are
+        broadcast, not materialized, by :class:`~coromix.distributions.MarkovChain`).
 
-    def posterior_marginals(self, observations: Any) -> Categorical:
-        """``p(z_t = k | x_{1:T})`` as a :class:`Categorical` with ``probs`` of shape
-        ``batch + [T, K]`` (TFP returns a Categorical too; use ``.probs`` for the array)."""
-        return Categorical(
-            probs=_posterior_marginals(self, jnp.asarray(observations)), validate_args=False
-        )
-
-    def posterior_mode(self, observations: Any) -> jax.Array:
-        """Most probable state path (Viterbi), ``int32 batch + [T]``."""
-        return _posterior_mode(self, jnp.asarray(observations))
-
-    def posterior_sample(
-        self, observations: Any, sample_shape: int | Sequence[int] = (), seed: Any = None
-    ) -> jax.Array:
-        """Exact draws of state paths from ``p(z_{1:T} | x_{1:T})``, ``int32 sample_shape +
-        batch + [T]`` (forward filtering, backward sampling)."""
-        return _posterior_sample(
-            self, jnp.asarray(observations), as_key(seed), as_shape(sample_shape)
-        )
+        >>> from coromix.distributions import Categorical, HiddenMarkovModel, Normal
+        >>> hmm = HiddenMarkovModel(Categorical(probs=[0.5, 0.5]),
+        ...                         Categorical(probs=[[0.9, 0.1], [0.2, 0.8]]),
+        ...                         Normal(loc=[0.0, 3.0], scale=1.0), num_steps=4)
+        >>> [x.shape for x in hmm.log_potentials(jnp.zeros((5, 4)))]
+        [(2,), (2, 2), (5, 4, 2)]
+        """
+        return self._log_init(), self._log_trans(), self._log_obs(observations)
 
     # --- sampling ---------------------------------------------------------------------------
     def _sample_states(self, key, shape: Shape) -> jax.Array:
@@ -355,58 +330,6 @@ class HiddenMarkovModel(Distribution):
         m = self._mix(mu, p)
         out = self._mix(var + mu**2, p) - m**2
         return jnp.broadcast_to(out, self.batch_shape + self.event_shape)
-
-
-# The public methods run these jitted functions (the distribution is a pytree), so that eager
-# calls compile once per shape instead of dispatching every operation separately.
-
-
-@jax.jit
-def _log_prob(d: HiddenMarkovModel, value):
-    args, cores, batch = d._chain_args(value)
-    parallel = markov.default_parallel()
-    return _map_over_batch(
-        lambda li, lt, lo: markov.forward_log_likelihood(li, lt, lo, parallel=parallel),
-        args,
-        cores,
-        batch,
-    )
-
-
-@jax.jit
-def _posterior_marginals(d: HiddenMarkovModel, observations):
-    args, cores, batch = d._chain_args(observations)
-    parallel = markov.default_parallel()
-    return _map_over_batch(
-        lambda li, lt, lo: markov.posterior_marginals(li, lt, lo, parallel=parallel),
-        args,
-        cores,
-        batch,
-    )
-
-
-@jax.jit
-def _posterior_mode(d: HiddenMarkovModel, observations):
-    args, cores, batch = d._chain_args(observations)
-    return _map_over_batch(markov.posterior_mode, args, cores, batch)
-
-
-@partial(jax.jit, static_argnums=3)
-def _posterior_sample(d: HiddenMarkovModel, observations, key, sample_shape: Shape):
-    args, cores, batch = d._chain_args(observations)
-    n = int(np.prod(batch, dtype=np.int64))
-    keys = jax.random.split(key, n).reshape(batch)
-    parallel = markov.default_parallel()
-    draws = _map_over_batch(
-        lambda k, li, lt, lo: markov.posterior_sample(
-            k, li, lt, lo, sample_shape, parallel=parallel
-        ),
-        (keys,) + args,
-        (0,) + cores,
-        batch,
-    )  # batch + S + [T]
-    nb, ns = len(batch), len(sample_shape)
-    return jnp.moveaxis(draws, tuple(range(nb, nb + ns)), tuple(range(ns)))
 
 
 @partial(jax.jit, static_argnums=2)

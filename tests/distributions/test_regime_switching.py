@@ -54,7 +54,7 @@ def test_switching_mean_matches_statsmodels(x64):
     d = RegimeSwitching(step, len(y))
     np.testing.assert_allclose(d.log_prob(jnp.asarray(y)), model.loglike(params), rtol=1e-10)
     smoothed = model.smooth(params).smoothed_marginal_probabilities
-    np.testing.assert_allclose(d.posterior_marginals(jnp.asarray(y)), smoothed, atol=1e-8)
+    np.testing.assert_allclose(d.posterior_marginals(jnp.asarray(y)).probs, smoothed, atol=1e-8)
 
 
 def test_hamilton_ar1_matches_statsmodels(x64):
@@ -141,7 +141,7 @@ def test_brute_force_paths_and_mode(x64):
     marginals = np.zeros((T, K))
     for w, p in zip(weights, paths):
         marginals[np.arange(T), p] += w
-    np.testing.assert_allclose(d.posterior_marginals(jnp.asarray(y)), marginals, atol=1e-10)
+    np.testing.assert_allclose(d.posterior_marginals(jnp.asarray(y)).probs, marginals, atol=1e-10)
     np.testing.assert_array_equal(d.posterior_mode(jnp.asarray(y)), paths[int(np.argmax(joint))])
 
 
@@ -297,7 +297,9 @@ def test_parallel_in_time_equals_sequential(x64):
 
     seq, par = RegimeSwitching(step, 300, parallel=False), RegimeSwitching(step, 300, parallel=True)
     np.testing.assert_allclose(par.log_prob(y), seq.log_prob(y), rtol=1e-10)
-    np.testing.assert_allclose(par.posterior_marginals(y), seq.posterior_marginals(y), atol=1e-10)
+    np.testing.assert_allclose(
+        par.posterior_marginals(y).probs, seq.posterior_marginals(y).probs, atol=1e-10
+    )
 
 
 def seed_step(mu1=0.0, mu2=5.0, sigma=1.0):

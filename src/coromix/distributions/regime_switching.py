@@ -24,26 +24,17 @@ on the previous observation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coromix import constraints, markov
-from coromix import model as runner
-from coromix.distributions.distribution import Distribution
-from coromix.model import Values
-from coromix.utils import as_key, as_shape
-
-
-def _is_regime(dist: Distribution) -> bool:
-    return (
-        bool(dist.is_discrete)
-        and dist.has_enumerate_support
-        and tuple(dist.batch_shape) == ()
-        and tuple(dist.event_shape) == ()
-    )
+from coromix import constraints, runner
+from coromix.distributions.distribution import Distribution, is_scalar_choice
+from coromix.distributions.markov_chain import MarkovChain
+from coromix.runner import Values
+from coromix.utils import as_key
 
 
 class _StepScorer:
@@ -59,7 +50,7 @@ class _StepScorer:
 
     def __call__(self, name: str, dist: Distribution):
         if self.regime_name is None:
-            if not _is_regime(dist):
+            if not is_scalar_choice(dist):
                 raise ValueError(
                     f"RegimeSwitching: the step's first yield must be the regime, a scalar finite "
                     f"discrete distribution such as Categorical; got {dist!r} for {name!r}"
@@ -70,12 +61,7 @@ class _StepScorer:
             value = support[self.regime]
             self.log_prob = self.log_prob + dist.log_prob(value)
             return value
-        if (
-            dist.is_discrete
-            and _is_regime(dist)
-            and self.observed is not None
-            and name not in self.observed
-        ):
+        if is_scalar_choice(dist) and self.observed is not None and name not in self.observed:
             raise ValueError(
                 f"RegimeSwitching: only one regime per step; {name!r} is a second discrete choice"
             )
@@ -94,19 +80,30 @@ class _StepScorer:
         return value
 
 
-class RegimeSwitching(Distribution):
-    """A Markov-switching series given by one step; see the module docstring for the semantics.
+class RegimeSwitching(MarkovChain):
+    r"""A Markov-switching series given by one step; see the module docstring for the semantics.
 
     Args:
       step: generator function ``step(prev, inputs)`` yielding the regime, then the observations.
       num_steps: the series length ``T``.
       inputs: optional array (or pytree of arrays) with leading dim ``T``: covariates per step.
-      parallel: forward algorithm variant (see :func:`coromix.markov.forward_log_likelihood`).
+      parallel: ``None`` (default) = :func:`coromix.markov.default_parallel`; ``True``/``False``
+        force the parallel-in-time or the sequential kernels (see
+        :func:`coromix.markov.forward_log_likelihood`).
 
     The value is the observed series: an array ``[T, ...]`` when the step yields one observation,
     else a mapping name -> ``[T, ...]``.
 
-    Example (Hamilton's Markov-switching AR(1))::
+    A :class:`~coromix.distributions.MarkovChain` whose hidden chain is the regime
+    (``latent_name`` = the regime's name in the step, ``num_states`` = its number of values ``K``)
+    and whose pairwise potentials :math:`\psi_t(i, j)` go into a time-varying ``log_trans``
+    (:meth:`log_potentials`): ``log_prob``, ``posterior``, ``posterior_marginals`` (a
+    ``Categorical`` with ``probs`` ``[T, K]``), ``posterior_mode`` (``int32 [T]``) and
+    ``posterior_sample`` come from there.  Unlike a
+    :class:`~coromix.distributions.HiddenMarkovModel` its batch shape is ``()``; the step runs
+    eagerly (once per pair of regimes, vmapped over time), not under a jit of its own.
+
+    Hamilton's Markov-switching AR(1) reads::
 
         def step(prev, inputs):
             s = yield tfd.Categorical(probs=p0 if prev is None else P[prev.s])
@@ -114,10 +111,29 @@ class RegimeSwitching(Distribution):
             y = yield tfd.Normal(mean, sigma)
 
         y = yield tfd.RegimeSwitching(step, num_steps=len(data))
+
+    A switching mean, the same chain as the ``HiddenMarkovModel`` examples:
+
+    >>> import jax.numpy as jnp
+    >>> from coromix.distributions import Categorical, Normal, RegimeSwitching
+    >>> P = jnp.array([[0.9, 0.1], [0.2, 0.8]])
+    >>> def step(prev, inputs):
+    ...     s = yield Categorical(probs=jnp.array([0.5, 0.5]) if prev is None else P[prev.s])
+    ...     y = yield Normal(jnp.array([0.0, 3.0])[s], 1.0)
+    >>> d = RegimeSwitching(step, num_steps=4)
+    >>> d.latent_name, d.num_states, d.event_shape
+    ('s', 2, (4,))
+    >>> y = jnp.array([0.1, -0.3, 2.9, 3.2])
+    >>> d.log_prob(y)
+    Array(-7.0481, dtype=float32)
+    >>> d.posterior_mode(y)
+    Array([0, 0, 1, 1], dtype=int32)
     """
 
     parameter_names = ("inputs",)
     static_names = ("step", "num_steps", "parallel")
+    time_varying_transition: ClassVar[bool] = True  # psi_t(i, j) differs per step
+    _jit_methods: ClassVar[bool] = False  # the user's step runs eagerly, K^2 vmapped runs
 
     def __init__(
         self,
@@ -158,7 +174,7 @@ class RegimeSwitching(Distribution):
 
     def structure(self) -> tuple[str, int, dict[str, Any]]:
         """(regime name, number of regimes K, observation shapes) found by a run of the first step."""
-        if self._structure is None:
+        if getattr(self, "_structure", None) is None:  # (absent after a pytree round trip)
             h = self._run(None, self._input(0), 0, None)
             self._structure = (h.regime_name, h.num_regimes, h.shapes)
         return self._structure
@@ -170,6 +186,12 @@ class RegimeSwitching(Distribution):
 
     @property
     def num_regimes(self) -> int:
+        """The number ``K`` of regimes (the regime distribution's support size)."""
+        return self.structure()[1]
+
+    @property
+    def num_states(self) -> int:
+        """``num_regimes``, under the :class:`~coromix.distributions.MarkovChain` name."""
         return self.structure()[1]
 
     @property
@@ -194,6 +216,9 @@ class RegimeSwitching(Distribution):
         _, _, shapes = self.structure()
         return next(iter(shapes.values())).dtype
 
+    def _as_observations(self, observations: Any) -> dict[str, jax.Array]:
+        return self._as_mapping(observations)
+
     def _as_mapping(self, value) -> dict[str, jax.Array]:
         _, _, shapes = self.structure()
         if isinstance(value, dict):
@@ -202,11 +227,29 @@ class RegimeSwitching(Distribution):
         return {name: jnp.asarray(value)}
 
     # --- the forward algorithm's potentials ---------------------------------------------------
-    def log_potentials(self, value) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """``(log_init [K], log_trans [T-1, K, K], log_obs [T, K])`` for the forward algorithm.
+    def log_potentials(self, value: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+        r"""``(log_init [K], log_trans [T-1, K, K], log_obs [T, K])`` for the forward algorithm.
 
-        ``log_init + log_obs[0] = phi_0`` and ``log_trans[t-1] + log_obs[t][None] = psi_t``, with
-        ``log_obs[t, j] = max_i psi_t(i, j)`` so that every transition entry is ``<= 0``.
+        With :math:`\phi_0(j)` and :math:`\psi_t(i, j)` of the module docstring,
+
+        .. math::
+            \text{log\_init} + \text{log\_obs}[0] = \phi_0,\qquad
+            \text{log\_trans}[t-1] + \text{log\_obs}[t][\text{None}] = \psi_t,\qquad
+            \text{log\_obs}[t, j] = \max_i \psi_t(i, j),
+
+        so every transition entry is ``<= 0`` (``log_obs[0] = 0``; ``log_trans`` is
+        ``[0, K, K]`` when ``T = 1``).  ``value`` is the observed series (an array, or a mapping
+        name -> ``[T, ...]``).
+
+        >>> import jax.numpy as jnp
+        >>> from coromix.distributions import Categorical, Normal, RegimeSwitching
+        >>> def step(prev, inputs):
+        ...     s = yield Categorical(probs=jnp.array([0.5, 0.5]) if prev is None
+        ...                           else jnp.array([[0.9, 0.1], [0.2, 0.8]])[prev.s])
+        ...     y = yield Normal(jnp.array([0.0, 3.0])[s], 1.0)
+        >>> log_init, log_trans, log_obs = RegimeSwitching(step, 4).log_potentials(jnp.zeros(4))
+        >>> log_init.shape, log_trans.shape, log_obs.shape
+        ((2,), (3, 2, 2), (4, 2))
         """
         regime_name, K, _ = self.structure()
         y = self._as_mapping(value)
@@ -234,23 +277,6 @@ class RegimeSwitching(Distribution):
         best = jnp.where(jnp.isfinite(best), best, 0.0)
         log_obs = jnp.concatenate([jnp.zeros((1, K), psi.dtype), best], 0)
         return phi0, psi - best[:, None, :], log_obs
-
-    def log_prob(self, value) -> jax.Array:
-        return markov.forward_log_likelihood(*self.log_potentials(value), parallel=self.parallel)
-
-    def posterior_marginals(self, value) -> jax.Array:
-        """``p(s_t = k | y)``, shape ``[T, K]`` (smoothing)."""
-        return markov.posterior_marginals(*self.log_potentials(value), parallel=self.parallel)
-
-    def posterior_mode(self, value) -> jax.Array:
-        """The most likely regime path (Viterbi), ``int32 [T]``."""
-        return markov.posterior_mode(*self.log_potentials(value))
-
-    def posterior_sample(self, value, sample_shape=(), seed: Any = None) -> jax.Array:
-        """Regime paths from ``p(s | y)`` (forward filtering, backward sampling)."""
-        return markov.posterior_sample(
-            as_key(seed), *self.log_potentials(value), sample_shape=as_shape(sample_shape)
-        )
 
     # --- sampling -----------------------------------------------------------------------------
     def _sample(self, key, shape):

@@ -23,6 +23,20 @@ def test_version():
     assert out.strip() == f"coromix {coromix.__version__}"
 
 
+def test_library_import_leaves_out_the_command_line_and_matplotlib():
+    """``import coromix`` loads neither :mod:`coromix.cli` nor matplotlib; the CLI loads matplotlib
+    only to draw."""
+    code = (
+        "import sys, coromix; loaded = lambda p: sorted(m for m in sys.modules if m.startswith(p)); "
+        "print(loaded('coromix.cli'), loaded('matplotlib')); import coromix.cli; "
+        "print(loaded('matplotlib'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split("\n")[:2] == ["[] []", "[]"], out
+
+
 @pytest.mark.slow
 def test_demo_finds_species_and_recessions(tmp_path, capsys):
     assert (
@@ -48,7 +62,7 @@ def test_demo_finds_species_and_recessions(tmp_path, capsys):
     # model, best of 10 starts)
     from sklearn.mixture import GaussianMixture
 
-    from coromix import demo
+    from coromix.cli import demo
 
     _, table = demo.load_csv("iris_petals.csv")
     petals = table[:, :2].astype(float)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from coromix.cli import main
-from coromix.fit import read_csv
+from coromix.cli.data import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,6 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     import arviz as az
     import pandas as pd
+    from matplotlib.figure import Figure
 
 Group = Mapping[str, np.ndarray]
 
@@ -122,18 +122,14 @@ def _num_chains(samples: Group) -> int:
     return int(np.shape(next(iter(samples.values())))[0]) if samples else 0
 
 
-def plot(kind: str, samples: Group, path: str | Path, dpi: int = 100) -> None:
-    """Write ``az.plot_trace`` (``kind="trace"``) or ``az.plot_posterior`` of draws to a PNG."""
-    import matplotlib
+def plot(kind: str, samples: Group) -> Figure:
+    """The figure of ``az.plot_trace`` (``kind="trace"``) or ``az.plot_posterior`` of draws.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    ArviZ draws with pyplot's current backend: a caller that writes files selects one first (the
+    command line does, in :mod:`coromix.cli.plots`), and closes the figure when done.
+    """
     function = {"trace": _az().plot_trace, "posterior": _az().plot_posterior}[kind]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns when it shows only the first 40 subplots
         axes = function(inference_data({"posterior": samples}), var_names=list(samples))
-        figure = np.ravel(axes)[0].figure
-        figure.tight_layout()
-        figure.savefig(path, dpi=dpi)
-        plt.close(figure)
+    return np.ravel(axes)[0].figure

@@ -14,27 +14,44 @@ from __future__ import annotations
 import itertools
 import time
 import warnings
+from collections.abc import Callable, Generator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 import coromix as cm
+from coromix.cli import plots
 from coromix.results import ConvergenceWarning
 
 tfd = cm.distributions
 
 
 def load_csv(name: str) -> tuple[list[str], np.ndarray]:
-    """A data file shipped in ``coromix/data`` (``#`` lines are its source notes)."""
+    """A data file shipped in ``coromix/data`` (``#`` lines are its source notes): the header, and
+    the rows as an array of strings.
+
+    >>> header, table = load_csv("iris_petals.csv")
+    >>> header, table.shape, table[0]
+    (['petal_length', 'petal_width', 'species'], (150, 3), array(['1.4', '0.2', 'setosa'], ...))
+    """
     text = resources.files("coromix").joinpath("data", name).read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     header = lines[0].split(",")
     return header, np.array([line.split(",") for line in lines[1:]])
 
 
-def _nuts(model, observed, chains, warmup, samples, seed, progress) -> cm.Posterior:
+def _nuts(
+    model: Callable[[], Generator],
+    observed: dict[str, Any],
+    chains: int,
+    warmup: int,
+    samples: int,
+    seed: int,
+    progress: bool,
+) -> cm.Posterior:
     """``cm.nuts`` with its convergence warnings printed as plain lines, and the mode search."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -62,14 +79,24 @@ def _nuts(model, observed, chains, warmup, samples, seed, progress) -> cm.Poster
 # --- the mixture --------------------------------------------------------------------------------
 
 
-def iris_model(x: np.ndarray):
+def iris_model(x: np.ndarray) -> Callable[[], Generator]:
     """Three bivariate normal components sharing one covariance (as linear discriminant analysis,
     scikit-learn's ``covariance_type="tied"``); means ordered by petal length (no label switching).
+
+    For the petals ``x_n`` (rows of ``x``, shape ``(N, 2)``)::
+
+        w ~ Dirichlet(5, 5, 5),   z_n ~ Categorical(w),   x_n ~ N((length_z, width_z), S S^T)
+
+    ``S`` lower triangular with the scales and correlation shared by the components.
 
     With a covariance per component the posterior has a second mode of real mass (versicolor and
     virginica overlap, and a broad, tilted middle component can take a share of either); chains
     move between the two only rarely, so R-hat and the effective sample size flag it.  The shared
     covariance has one mode.
+
+    >>> jd = cm.distributions.JointDistributionCoroutine(iris_model(np.ones((5, 2))))
+    >>> jd.variable_names
+    ['weights', 'length', 'width', 'scale', 'corr', 'cluster', 'petals']
     """
     n = len(x)
     center = x.mean(0)
@@ -94,16 +121,33 @@ def iris_model(x: np.ndarray):
 
 
 def agreement(labels: np.ndarray, species: np.ndarray) -> float:
-    """Share of flowers whose cluster matches their species, under the best relabelling."""
+    """Share of flowers whose cluster matches their species, under the best relabelling.
+
+    ``max_p mean_n [p(label_n) = species_n]`` over the permutations ``p`` of the species, coded
+    in sorted order; as many clusters as species.
+
+    >>> agreement(np.array([1, 1, 0, 0]), np.array(["a", "a", "b", "a"]))
+    0.75
+    """
     names = sorted(set(species))
     codes = np.array([names.index(s) for s in species])
-    return max(
-        np.mean(np.array(perm)[labels] == codes)
-        for perm in itertools.permutations(range(len(names)))
+    return float(
+        max(
+            np.mean(np.array(perm)[labels] == codes)
+            for perm in itertools.permutations(range(len(names)))
+        )
     )
 
 
-def fit_iris(out: Path, chains: int, warmup: int, samples: int, seed: int, progress: bool) -> dict:
+def fit_iris(
+    out: Path, chains: int, warmup: int, samples: int, seed: int, progress: bool
+) -> dict[str, Any]:
+    """Fit :func:`iris_model` to the iris petals with NUTS, print the summary and the agreement of
+    the posterior clusters with the species, and draw ``iris_clusters.png`` into ``out``.
+
+    Returns ``{"agreement": share, "posterior": Posterior}``.  A full NUTS fit (tens of seconds):
+    ``fit_iris(Path("out"), chains=2, warmup=200, samples=200, seed=0, progress=False)``.
+    """
     _, table = load_csv("iris_petals.csv")
     x = table[:, :2].astype(float)
     species = table[:, 2]
@@ -124,12 +168,8 @@ def fit_iris(out: Path, chains: int, warmup: int, samples: int, seed: int, progr
     return {"agreement": rate, "posterior": post}
 
 
-def _plot_iris(path: Path, x, labels, post) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot_iris(path: Path, x: np.ndarray, labels: np.ndarray, post: cm.Posterior) -> None:
+    plt = plots.pyplot()
     s = post.samples
     length, width = (np.asarray(s[k]).reshape(-1, 3).mean(0) for k in ("length", "width"))
     scale = np.broadcast_to(np.asarray(s["scale"]).reshape(-1, 2).mean(0), (3, 2))
@@ -154,16 +194,24 @@ def _plot_iris(path: Path, x, labels, post) -> None:
     ax.set_ylabel("petal width (cm)")
     ax.set_title("Iris petals by posterior cluster; components at 1 and 2 sd")
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plots.save(fig, path, dpi=120)
 
 
 # --- regime switching ---------------------------------------------------------------------------
 
 
-def gdp_model(num_steps: int):
-    """Two regimes with their own mean growth (ordered: regime 0 = recession), one scale."""
+def gdp_model(num_steps: int) -> Callable[[], Generator]:
+    """Two regimes with their own mean growth (ordered: regime 0 = recession), one scale.
+
+    Hamilton's Markov-switching mean: for quarters ``t = 1..T``::
+
+        s_1 ~ Categorical(1/2, 1/2),   s_t | s_{t-1} ~ Categorical(P[s_{t-1}]),
+        growth_t ~ N(mean[s_t], sigma),   P[k, k] = stay[k]
+
+    >>> jd = cm.distributions.JointDistributionCoroutine(gdp_model(8))
+    >>> jd.variable_names
+    ['stay', 'mean', 'sigma', 'growth']
+    """
 
     def model():
         stay = yield tfd.Beta(jnp.array([8.0, 8.0]), jnp.array([2.0, 2.0]))
@@ -184,7 +232,15 @@ def gdp_model(num_steps: int):
     return model
 
 
-def fit_gdp(out: Path, chains: int, warmup: int, samples: int, seed: int, progress: bool) -> dict:
+def fit_gdp(
+    out: Path, chains: int, warmup: int, samples: int, seed: int, progress: bool
+) -> dict[str, Any]:
+    """Fit :func:`gdp_model` to US real GDP growth with NUTS, print the summary and the quarters
+    whose smoothed recession probability exceeds 1/2, and draw ``gdp_regimes.png`` into ``out``.
+
+    Returns ``{"recession_quarters": ["1974Q4", ...], "posterior": Posterior}``.  A full NUTS fit
+    (tens of seconds), called as :func:`fit_iris` is.
+    """
     _, table = load_csv("us_gdp_growth.csv")
     year, quarter = table[:, 0].astype(int), table[:, 1].astype(int)
     growth = table[:, 2].astype(float)
@@ -218,12 +274,8 @@ def fit_gdp(out: Path, chains: int, warmup: int, samples: int, seed: int, progre
     return {"recession_quarters": quarters, "posterior": post}
 
 
-def _plot_gdp(path: Path, when, growth, recession) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot_gdp(path: Path, when: np.ndarray, growth: np.ndarray, recession: np.ndarray) -> None:
+    plt = plots.pyplot()
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(8, 5), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
     )
@@ -246,9 +298,7 @@ def _plot_gdp(path: Path, when, growth, recession) -> None:
             alpha=0.1,
             step="mid",
         )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plots.save(fig, path, dpi=120)
 
 
 def run(
@@ -258,8 +308,14 @@ def run(
     samples: int = 500,
     seed: int = 0,
     progress: bool = True,
-) -> dict:
-    """Both fits; returns their headline results. Writes the plots into ``out``."""
+) -> dict[str, Any]:
+    """Both fits; returns their headline results. Writes the plots into ``out``.
+
+    ``out`` defaults to a new folder ``coromix-demo-YYYYmmdd-HHMMSS`` under the current
+    directory.  Returns ``{"iris": ..., "gdp": ..., "out": folder}`` (see :func:`fit_iris`,
+    :func:`fit_gdp`).  ``coromix demo`` runs it; about a minute with the defaults, e.g.
+    ``run("demo-out", chains=2, warmup=200, samples=200, progress=False)``.
+    """
     start = time.perf_counter()
     folder = Path(out) if out else Path.cwd() / time.strftime("coromix-demo-%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)

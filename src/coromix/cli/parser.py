@@ -1,4 +1,9 @@
-"""The ``coromix`` command: ``coromix --version``, ``coromix demo``, ``coromix fit``."""
+"""The ``coromix`` command's arguments: ``coromix --version``, ``coromix demo``, ``coromix fit``.
+
+:func:`main` parses the arguments and runs the command; the commands themselves are
+:mod:`coromix.cli.demo` and :mod:`coromix.cli.fit`, imported when run (``coromix --version`` loads
+neither JAX model code nor matplotlib beyond ``import coromix``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import coromix
 
 def demo(args: argparse.Namespace) -> int:
     """Fit the built-in real data: an iris mixture and a US GDP regime-switching model."""
-    from coromix import demo as demo_module
+    from coromix.cli import demo as demo_module
 
     demo_module.run(
         args.out,
@@ -25,7 +30,8 @@ def demo(args: argparse.Namespace) -> int:
 
 def fit(args: argparse.Namespace) -> int:
     """Fit a model file to a CSV; problems with the inputs are one line on stderr, exit code 2."""
-    from coromix import fit as fit_module
+    from coromix.cli import fit as fit_module
+    from coromix.cli.errors import FitError
 
     try:
         fit_module.run(
@@ -39,7 +45,7 @@ def fit(args: argparse.Namespace) -> int:
             use_map=args.map,
             progress=not args.quiet,
         )
-    except fit_module.FitError as err:
+    except FitError as err:
         sys.stdout.flush()
         if err.details:
             sys.stderr.write(err.details)
@@ -48,7 +54,13 @@ def fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``coromix``'s arguments; each command sets ``run``, its function.
+
+    >>> args = build_parser().parse_args(["fit", "m.py", "--data", "d.csv", "--map"])
+    >>> args.command, args.model, args.data, args.map, args.chains, args.run.__name__
+    ('fit', 'm.py', 'd.csv', True, 4, 'fit')
+    """
     parser = argparse.ArgumentParser(
         prog="coromix", description="Mixture and regime-switching models written as coroutines."
     )
@@ -95,12 +107,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_fit.add_argument("--quiet", action="store_true", help="no progress bars")
     p_fit.set_defaults(run=fit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``coromix`` with the arguments ``argv`` (default: ``sys.argv[1:]``); the exit code.
+
+    0 on success; 2 for a problem with the inputs (one line ``coromix fit: error: ...`` on
+    stderr) or no command (the help is printed).  ``--version`` and ``--help`` exit through
+    ``SystemExit`` as argparse does.
+
+    >>> main([])
+    usage: coromix [-h] [--version] {demo,fit} ...
+    ...
+    2
+    >>> main(["fit", "no_such_model.py", "--data", "no_such_data.csv"])
+    2
+    """
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,6 +14,7 @@ import scipy.stats as st
 from scipy.special import logsumexp
 
 import coromix as cm
+from coromix import per_draw
 from coromix.results import Posterior
 
 tfd = cm.distributions
@@ -244,3 +245,21 @@ def test_derived_quantities_need_the_model():
             getattr(post, method)()
     with pytest.raises(ValueError, match=r"observed=\['q'\]: no such variable"):
         tfd.JointDistributionCoroutine(gmm).pointwise_log_likelihood({"x": X}, observed=["q"])
+
+
+def test_posterior_methods_are_the_per_draw_functions():
+    """``Posterior`` stores the draws; its per-draw methods give what ``coromix.per_draw`` gives."""
+    post, draws = gmm_posterior(chains=2, draws=3)
+    jd, observed = post.model, {"x": X}
+    for name in ["log_likelihood", "discrete_posterior", "discrete_mode"]:
+        mine, theirs = getattr(post, name)(), getattr(per_draw, name)(jd, draws, observed)
+        assert list(mine) == list(theirs)
+        for k in mine:
+            np.testing.assert_array_equal(mine[k], theirs[k])
+    np.testing.assert_array_equal(
+        post.sample_discrete(seed=4)["z"], per_draw.sample_discrete(jd, draws, observed, 4)["z"]
+    )
+    np.testing.assert_array_equal(
+        post.posterior_predictive(num_draws=2, seed=5)["x"],
+        per_draw.posterior_predictive(jd, draws, ["x"], num_draws=2, seed=5)["x"],
+    )

@@ -7,6 +7,7 @@ Everything here takes and returns plain data: a *group* is a dict name -> NumPy 
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,15 @@ def inference_data(
     """An ``InferenceData`` with one dataset per non-empty group (custom group names allowed).
 
     ``dims`` maps group -> variable -> names of the dims after ``(chain, draw)``; variables not
-    listed get ArviZ's default names ``{name}_dim_{i}``.
+    listed get ArviZ's default names ``{name}_dim_{i}``.  ``attrs`` go on every group.
+
+    >>> import numpy as np
+    >>> idata = inference_data(
+    ...     {"posterior": {"mu": np.zeros((2, 5, 3))}, "sample_stats": {}},
+    ...     dims={"posterior": {"mu": ["component"]}},
+    ... )
+    >>> idata.groups(), dict(idata.posterior["mu"].sizes)
+    (['posterior'], {'chain': 2, 'draw': 5, 'component': 3})
     """
     dims = dims or {}
     datasets = {
@@ -66,12 +75,28 @@ def inference_data(
     return _az().InferenceData(**datasets)
 
 
-def to_netcdf(idata: az.InferenceData, path: str) -> None:
+def to_netcdf(idata: az.InferenceData, path: str | os.PathLike[str]) -> None:
+    """Write ``idata`` to a NetCDF file, read back by :func:`read_netcdf`.
+
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "fit.nc"
+    >>> to_netcdf(inference_data({"posterior": {"b": np.zeros((1, 2)), "a": np.ones((1, 2))}}), path)
+    >>> groups, attrs = read_netcdf(path)
+    >>> list(groups["posterior"])                   # the order written, not ArviZ's sorted one
+    ['b', 'a']
+    """
     idata.to_netcdf(str(path))
 
 
-def read_netcdf(path: str) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
-    """Every group of a NetCDF file written by :func:`to_netcdf`, and the posterior's attributes."""
+def read_netcdf(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """Every group of a NetCDF file written by :func:`to_netcdf`, and the posterior's attributes.
+
+    group -> name -> array, each group's variables in the order they were written.  Example: see
+    :func:`to_netcdf`.
+    """
     idata = _az().from_netcdf(str(path))
     groups = {}
     for group in idata.groups():
@@ -86,7 +111,15 @@ def read_netcdf(path: str) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, 
 
 
 def summary(samples: Group, **kwargs: Any) -> pd.DataFrame:
-    """``arviz.summary`` of draws ``(chain, draw, ...)``: mean, sd, HDI, MCSE, ESS, R-hat."""
+    """``arviz.summary`` of draws ``(chain, draw, ...)``: mean, sd, HDI, MCSE, ESS, R-hat.
+
+    Rows by variable in the order of ``samples`` (ArviZ sorts them by name).
+
+    >>> import numpy as np
+    >>> draws = {"z": np.zeros((2, 10)), "a": np.arange(20.0).reshape(2, 10)}
+    >>> list(summary(draws, kind="stats").index)
+    ['z', 'a']
+    """
     table = _az().summary(inference_data({"posterior": samples}), **kwargs)
     # rows ``name`` or ``name[i, ...]``, by variable in the order of ``samples`` (model order)
     position = {name: i for i, name in enumerate(samples)}
@@ -101,6 +134,12 @@ def worst_diagnostics(samples: Group) -> dict[str, tuple[float, float]]:
     """Per variable: the largest rank-normalized R-hat and the smallest bulk ESS over its elements.
 
     R-hat is NaN with a single chain; elements with no spread (NaN diagnostics) are ignored.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(2, 500, 3))
+    >>> rhat, ess = worst_diagnostics({"x": x})["x"]
+    >>> bool(rhat < 1.01), bool(ess > 500)
+    (True, True)
     """
     posterior = inference_data({"posterior": samples})["posterior"]
     with warnings.catch_warnings():
@@ -127,6 +166,15 @@ def plot(kind: str, samples: Group) -> Figure:
 
     ArviZ draws with pyplot's current backend: a caller that writes files selects one first (the
     command line does, in :mod:`coromix.cli.plots`), and closes the figure when done.
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> import numpy as np
+    >>> figure = plot("posterior", {"mu": np.random.default_rng(0).normal(size=(2, 50))})
+    >>> len(figure.axes)
+    1
+    >>> plt.close(figure)
     """
     function = {"trace": _az().plot_trace, "posterior": _az().plot_posterior}[kind]
     with warnings.catch_warnings():

@@ -47,7 +47,8 @@ def simulate(num_rows: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":
-    from coromix.fit import bind, read_csv
+    from coromix.cli.data import read_csv
+    from coromix.cli.user_files import bind
 
     bound = bind(model, read_csv(DATA), source=DATA.name)
     for column, values in bound.observed.items():

@@ -285,11 +285,25 @@ def _runs(
     valid in the caller's trace only with ``real_first`` (otherwise they are vmap tracers).
     """
     paths = _path_choices(model)
+    added: list[str] = []
     while True:
         try:
-            return _runs_with(model, make, finish, max_paths, frozenset(paths), real_first)
+            result = _runs_with(model, make, finish, max_paths, frozenset(paths), real_first)
+            break
         except _NeedsPath as need:
             paths.add(need.name)
+            added.append(need.name)
+    # The failing choice is guessed latest-first, so a choice yielded after the one the model
+    # branches on may have been put on paths too: drop each earlier guess the model runs without.
+    for name in added[:-1]:
+        try:
+            result = _runs_with(
+                model, make, finish, max_paths, frozenset(paths - {name}), real_first
+            )
+        except _NeedsPath:
+            continue
+        paths.discard(name)
+    return result
 
 
 def _runs_with(model, make, finish, max_paths, paths, real_first):

@@ -43,8 +43,8 @@ from jax.flatten_util import ravel_pytree
 
 from coromix.infer.nuts import pin_model
 from coromix.joint import JointDistributionCoroutine
-from coromix.model import Values
 from coromix.results import ConvergenceWarning
+from coromix.runner import Values
 from coromix.utils import as_key
 
 # Default stopping tolerances by float precision: ``gtol`` on the largest gradient coordinate

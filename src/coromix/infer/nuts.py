@@ -29,9 +29,9 @@ from jax.sharding import Mesh, PartitionSpec
 
 from coromix.infer import lbfgs
 from coromix.joint import JointDistributionCoroutine
-from coromix.model import Values
 from coromix.pinned import PinnedModel
 from coromix.results import SAMPLE_STATS, ConvergenceWarning, Posterior
+from coromix.runner import Values
 from coromix.utils import as_key
 
 CHAIN_METHODS = ("auto", "vectorized", "parallel")

@@ -26,9 +26,9 @@ from jax.flatten_util import ravel_pytree
 
 from coromix.infer.nuts import pin_model
 from coromix.joint import JointDistributionCoroutine
-from coromix.model import Values
 from coromix.pinned import PinnedModel
 from coromix.results import ConvergenceWarning, Posterior
+from coromix.runner import Values
 from coromix.utils import as_key
 
 # Tempering steps per run before giving up (each one moves lambda as far as target_ess allows).

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import pytest
 
 import coromix.distributions as tfd
-from coromix.model import ModelDefinitionError, run
+from coromix.runner import ModelDefinitionError, run
 
 
 def names(model):

@@ -34,7 +34,9 @@ class Constraint:
     __repr__ = __str__
 
 
-class _Real(Constraint):
+class Real(Constraint):
+    """The finite reals (the instance :data:`real`)."""
+
     def check(self, x: ArrayLike) -> jax.Array:
         return jnp.isfinite(x)
 
@@ -42,7 +44,9 @@ class _Real(Constraint):
         return "real"
 
 
-class _RealVector(Constraint):
+class RealVector(Constraint):
+    """Vectors of finite reals (the instance :data:`real_vector`)."""
+
     event_ndim = 1
 
     def check(self, x: ArrayLike) -> jax.Array:
@@ -52,7 +56,9 @@ class _RealVector(Constraint):
         return "real vector"
 
 
-class _Positive(Constraint):
+class Positive(Constraint):
+    """The finite positive reals (the instance :data:`positive`)."""
+
     def check(self, x: ArrayLike) -> jax.Array:
         return (x > 0) & jnp.isfinite(x)
 
@@ -71,7 +77,9 @@ class GreaterThan(Constraint):
         return "greater than lower bound"
 
 
-class _UnitInterval(Constraint):
+class UnitInterval(Constraint):
+    """The open interval ``(0, 1)`` (the instance :data:`unit_interval`)."""
+
     def check(self, x: ArrayLike) -> jax.Array:
         return (x > 0) & (x < 1)
 
@@ -90,7 +98,9 @@ class Interval(Constraint):
         return "interval (low, high)"
 
 
-class _Simplex(Constraint):
+class Simplex(Constraint):
+    """Nonnegative vectors summing to 1 (the instance :data:`simplex`)."""
+
     event_ndim = 1
 
     def check(self, x: ArrayLike) -> jax.Array:
@@ -101,7 +111,9 @@ class _Simplex(Constraint):
         return "simplex (nonnegative, sums to 1)"
 
 
-class _OrderedVector(Constraint):
+class OrderedVector(Constraint):
+    """Strictly increasing finite vectors (the instance :data:`ordered_vector`)."""
+
     event_ndim = 1
 
     def check(self, x: ArrayLike) -> jax.Array:
@@ -111,17 +123,21 @@ class _OrderedVector(Constraint):
         return "ordered vector (strictly increasing)"
 
 
-class _PositiveOrderedVector(Constraint):
+class PositiveOrderedVector(Constraint):
+    """Strictly increasing positive vectors (the instance :data:`positive_ordered_vector`)."""
+
     event_ndim = 1
 
     def check(self, x: ArrayLike) -> jax.Array:
-        return _OrderedVector().check(x) & jnp.all(x > 0, axis=-1)
+        return OrderedVector().check(x) & jnp.all(x > 0, axis=-1)
 
     def __str__(self) -> str:
         return "positive ordered vector"
 
 
-class _CorrCholesky(Constraint):
+class CorrCholesky(Constraint):
+    """Cholesky factors of correlation matrices (the instance :data:`corr_cholesky`)."""
+
     event_ndim = 2
 
     def check(self, x: ArrayLike) -> jax.Array:
@@ -135,7 +151,9 @@ class _CorrCholesky(Constraint):
         return "Cholesky factor of a correlation matrix"
 
 
-class _LowerCholesky(Constraint):
+class LowerCholesky(Constraint):
+    """Lower-triangular matrices with a positive diagonal (the instance :data:`lower_cholesky`)."""
+
     event_ndim = 2
 
     def check(self, x: ArrayLike) -> jax.Array:
@@ -159,7 +177,9 @@ class IntegerInterval(Constraint):
         return "integers in [low, high]"
 
 
-class _NonNegativeInteger(Constraint):
+class NonNegativeInteger(Constraint):
+    """The integers ``0, 1, 2, ...`` (the instance :data:`nonnegative_integer`)."""
+
     is_discrete = True
 
     def check(self, x: ArrayLike) -> jax.Array:
@@ -188,14 +208,14 @@ class Independent(Constraint):
         return str(self.base)
 
 
-real = _Real()
-real_vector = _RealVector()
-positive = _Positive()
-unit_interval = _UnitInterval()
-simplex = _Simplex()
-ordered_vector = _OrderedVector()
-positive_ordered_vector = _PositiveOrderedVector()
-corr_cholesky = _CorrCholesky()
-lower_cholesky = _LowerCholesky()
-nonnegative_integer = _NonNegativeInteger()
+real = Real()
+real_vector = RealVector()
+positive = Positive()
+unit_interval = UnitInterval()
+simplex = Simplex()
+ordered_vector = OrderedVector()
+positive_ordered_vector = PositiveOrderedVector()
+corr_cholesky = CorrCholesky()
+lower_cholesky = LowerCholesky()
+nonnegative_integer = NonNegativeInteger()
 boolean = IntegerInterval(0, 1)

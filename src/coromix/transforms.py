@@ -569,15 +569,15 @@ def biject_to(constraint: constraints.Constraint) -> Transform:
     if isinstance(constraint, constraints.Interval):
         return IntervalTransform(constraint.low, constraint.high)
     simple = [
-        (constraints._Real, lambda: IdentityTransform(0)),
-        (constraints._RealVector, lambda: IdentityTransform(1)),
-        (constraints._Positive, ExpTransform),
-        (constraints._UnitInterval, SigmoidTransform),
-        (constraints._Simplex, StickBreakingTransform),
-        (constraints._PositiveOrderedVector, PositiveOrderedTransform),
-        (constraints._OrderedVector, OrderedTransform),
-        (constraints._CorrCholesky, CorrCholeskyTransform),
-        (constraints._LowerCholesky, LowerCholeskyTransform),
+        (constraints.Real, lambda: IdentityTransform(0)),
+        (constraints.RealVector, lambda: IdentityTransform(1)),
+        (constraints.Positive, ExpTransform),
+        (constraints.UnitInterval, SigmoidTransform),
+        (constraints.Simplex, StickBreakingTransform),
+        (constraints.PositiveOrderedVector, PositiveOrderedTransform),
+        (constraints.OrderedVector, OrderedTransform),
+        (constraints.CorrCholesky, CorrCholeskyTransform),
+        (constraints.LowerCholesky, LowerCholeskyTransform),
     ]
     for kind, make in simple:
         if isinstance(constraint, kind):

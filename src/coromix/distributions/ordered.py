@@ -132,8 +132,8 @@ class Ordered(Distribution):
 
 
 def _ordered_support(base_support):
-    if isinstance(base_support, constraints._Real):
+    if isinstance(base_support, constraints.Real):
         return constraints.ordered_vector
-    if isinstance(base_support, constraints._Positive):
+    if isinstance(base_support, constraints.Positive):
         return constraints.positive_ordered_vector
     return None

@@ -19,6 +19,7 @@ from coromix.runner import Values
 if TYPE_CHECKING:
     import arviz
     import pandas as pd
+    from matplotlib.figure import Figure
 
     from coromix.joint import JointDistributionCoroutine
 
@@ -425,6 +426,25 @@ class Posterior:
         9.5
         """
         return _arviz.summary(self.samples, **kwargs)
+
+    def plot(self, kind: str = "trace") -> Figure:
+        """The figure of ``arviz.plot_trace`` (``kind="trace"``) or ``arviz.plot_posterior``
+        (``kind="posterior"``) of the draws, one row or panel per variable.
+
+        ArviZ draws with pyplot's current backend: to write files without a display, select a
+        non-interactive backend first (``matplotlib.use("Agg")``); close the figure when done.
+
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> figure = Posterior({"mu": np.arange(20.0).reshape(2, 10)}).plot("posterior")
+        >>> len(figure.axes)
+        1
+        >>> plt.close(figure)
+        """
+        if kind not in ("trace", "posterior"):
+            raise ValueError(f"plot(kind={kind!r}): kind is 'trace' or 'posterior'")
+        return _arviz.plot(kind, self.samples)
 
     def convergence_warnings(self, *, max_rhat: float = 1.01, min_ess: float = 400) -> list[str]:
         """Reasons not to trust the draws yet, each a sentence naming the variables involved.

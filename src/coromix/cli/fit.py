@@ -220,7 +220,7 @@ def _fit_nuts(
     post.save(str(folder / "posterior.nc"))
     summary.to_csv(folder / "summary.csv", index_label="parameter")
     for name, kind in [("trace.png", "trace"), ("posterior.png", "posterior")]:
-        plots.arviz_plot(kind, post.samples, folder / name)
+        plots.arviz_plot(kind, post, folder / name)
     plots.predictive(folder / "posterior_predictive.png", bound.observed, replicated)
     files = [
         "posterior.nc",

@@ -12,14 +12,14 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from coromix import _arviz
-
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from coromix.results import Posterior
 
 #: The backend of every figure the command line draws (files only, no window).
 BACKEND = "Agg"
@@ -57,21 +57,22 @@ def save(figure: Figure, path: str | Path, dpi: int = 100) -> None:
     plt.close(figure)
 
 
-def arviz_plot(kind: str, samples: Mapping[str, Any], path: str | Path, dpi: int = 100) -> None:
+def arviz_plot(kind: str, posterior: Posterior, path: str | Path, dpi: int = 100) -> None:
     """Write ``az.plot_trace`` (``kind="trace"``) or ``az.plot_posterior`` of draws to a file.
 
-    ``samples``: name -> draws ``(chain, draw, *shape)``.
+    The figure is :meth:`coromix.Posterior.plot`'s.
 
     >>> import pathlib, tempfile
     >>> import numpy as np
+    >>> import coromix as cm
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "trace.png"
     >>> draws = {"mu": np.random.default_rng(0).normal(size=(2, 50))}
-    >>> arviz_plot("trace", draws, path)
+    >>> arviz_plot("trace", cm.Posterior(draws), path)
     >>> path.stat().st_size > 1000
     True
     """
     pyplot()  # the backend, before ArviZ imports pyplot
-    figure = _arviz.plot(kind, samples)
+    figure = posterior.plot(kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the layout of many small ArviZ panels may warn
         save(figure, path, dpi=dpi)

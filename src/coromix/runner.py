@@ -28,12 +28,13 @@ import dis
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import numpy as np
 
-from coromix.distributions.distribution import Distribution
+if TYPE_CHECKING:
+    from coromix.distributions.distribution import Distribution
 
 _STORE_OPS = {"STORE_FAST", "STORE_NAME", "STORE_DEREF", "STORE_GLOBAL"}
 _SKIP_OPS = {"RESUME", "CACHE", "NOP", "EXTENDED_ARG"}
@@ -63,6 +64,22 @@ jax.tree_util.register_pytree_node(
 )
 
 
+class Yieldable:
+    """The base class of what a model may yield: :class:`coromix.distributions.Distribution`.
+
+    The runner reads only ``name`` (``None``: the site is named from its assignment target); the
+    handlers use the rest of the distribution's interface.  It lives here, below the
+    distributions, so that the runner needs nothing from them: ``RegimeSwitching``, itself a
+    distribution, runs its step through :func:`run`.
+
+    >>> from coromix.distributions import Normal
+    >>> isinstance(Normal(0.0, 1.0), Yieldable)
+    True
+    """
+
+    name: str | None
+
+
 class Site(NamedTuple):
     """One yielded distribution: its name, the distribution, and the value sent back."""
 
@@ -71,7 +88,7 @@ class Site(NamedTuple):
     value: Any
 
 
-Handler = Callable[[str, Distribution], Any]
+Handler = Callable[[str, "Distribution"], Any]
 
 
 class ModelDefinitionError(ValueError):
@@ -178,7 +195,7 @@ def run(model_fn: Callable[[], Any], handler: Handler) -> list[Site]:
                 dist = gen.send(send)
             except StopIteration:
                 return sites
-            if not isinstance(dist, Distribution):
+            if not isinstance(dist, Yieldable):
                 raise ModelDefinitionError(
                     f"the model yielded a {type(dist).__name__} after {len(sites)} variable(s); "
                     f"a model yields coromix distributions only"

@@ -1,4 +1,17 @@
-"""Distributions with TensorFlow Probability's names, parameters and shape semantics."""
+"""Distributions with TensorFlow Probability's names, parameters and shape semantics.
+
+``JointDistributionCoroutine`` is here too, under TFP's name (``tfd.JointDistributionCoroutine``),
+but it is defined above the distributions, in :mod:`coromix.joint` (which scores models made of
+them): it is imported on first access, so that importing a distribution never imports the model
+layer.
+
+>>> import coromix.distributions as tfd
+>>> from coromix.joint import JointDistributionCoroutine
+>>> tfd.JointDistributionCoroutine is JointDistributionCoroutine
+True
+"""
+
+from typing import Any
 
 from coromix.distributions.bernoulli import Bernoulli
 from coromix.distributions.beta import Beta
@@ -28,7 +41,6 @@ from coromix.distributions.regime_switching import RegimeSwitching
 from coromix.distributions.sample import Sample
 from coromix.distributions.student_t import StudentT
 from coromix.distributions.uniform import Uniform
-from coromix.joint import JointDistributionCoroutine
 
 __all__ = [
     "Bernoulli",
@@ -61,3 +73,16 @@ __all__ = [
     "StudentT",
     "Uniform",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``JointDistributionCoroutine``, from :mod:`coromix.joint` when first read (PEP 562)."""
+    if name == "JointDistributionCoroutine":
+        from coromix.joint import JointDistributionCoroutine
+
+        return JointDistributionCoroutine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -20,6 +20,7 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from coromix import constraints
+from coromix.runner import Yieldable
 from coromix.utils import (
     ArrayLike,
     Shape,
@@ -36,9 +37,10 @@ def _show(x: Any) -> str:
     return str(x) if x.size <= 6 else f"an array of shape {x.shape} (min {x.min()}, max {x.max()})"
 
 
-class Distribution:
-    """Base class of coromix distributions.
+class Distribution(Yieldable):
+    """Base class of coromix distributions: what a model yields.
 
+    A :class:`~coromix.runner.Yieldable`, the type the coroutine runner accepts.
     Subclasses implement ``_sample(key, shape)`` (``shape = sample_shape + batch_shape``),
     ``log_prob``, the shape properties, ``support`` and, where closed-form, ``mean``/``variance``.
     They may list parameter checks in ``_parameter_checks`` as ``(parameter name, condition array,

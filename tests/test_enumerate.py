@@ -250,11 +250,12 @@ def test_plate_shape_violation_raises_instead_of_a_wrong_number():
     def model():
         mu = yield tfd.Normal(jnp.zeros(3), 5.0)
         z = yield tfd.Categorical(probs=jnp.full((6, 3), 1 / 3))
-        # (5, 6) per-element terms in the batch: cannot be matched with z's plate of shape (6,)
-        x = yield tfd.Normal(mu[z] + jnp.zeros((5, 1, 1)), 1.0)
+        # positional indexing `[:, None]` puts z's enumeration dim where its plate should be
+        # (`[..., None]` keeps it); replicates as an inner plate are tested in test_nested_plates
+        x = yield tfd.Normal(mu[z][:, None], 1.0)
 
     with pytest.raises(EnumerationError, match="cannot be matched"):
-        tfd.JointDistributionCoroutine(model).log_prob(mu=jnp.zeros(3), x=jnp.zeros((5, 1, 6)))
+        tfd.JointDistributionCoroutine(model).log_prob(mu=jnp.zeros(3), x=jnp.zeros((6, 1)))
 
 
 def test_plate_within_paths():

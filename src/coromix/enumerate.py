@@ -28,7 +28,7 @@ dims, or has the enumeration dims on its left followed by exactly ``S``.  Extra 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import jax
@@ -149,13 +149,53 @@ def enumerate_paths(run_path: Callable[[PathChooser], Any], max_paths: int) -> l
 
 
 class PlateEnumerator:
-    """Collects log-density terms of one run, enumerating batch-shaped discrete variables."""
+    r"""Collects the log-density terms of one run and sums its batch-shaped discrete variables out.
 
-    def __init__(self):
-        self.plate_shape: tuple[int, ...] | None = None
+    **The frame.**  Plate variables and terms are aligned on the right against a frame of ``R``
+    plate dims (``R`` = the largest rank the model shows when nothing is enumerated, found by a
+    *shape run*: with ``frame_rank=None`` each plate variable gets a placeholder value and only
+    ranks are recorded).  The ``j``-th enumerated variable receives all its values along an
+    enumeration dim left of the frame, shape ``(K_j,) + (1,) * (j + R)``, so ``mu[z]`` gathers
+    ``K_j`` values instead of ``K_j * |S|``.
+
+    **Plates.**  A variable's *ordinal* is the set of frame dims along which it varies: its own
+    non-1 dims and those of every enumerated variable it depends on (a dependence shows as a non-1
+    enumeration dim).  A variable of an outer plate keeps size-1 dims for the inner plates: a
+    cluster per group ``c`` of shape ``(G, 1)`` and a component per observation ``z`` of shape
+    ``(G, N)`` have ordinals ``{G}`` and ``{G, N}``.  Variables that share no term are separate
+    *components*, summed out separately, so two mixtures of different sizes can sit in one model.
+
+    **Variable elimination.**  Per component, terms are grouped by ordinal and contracted from the
+    largest ordinal down: at ordinal ``L`` the terms are added, the variables of ordinal ``L`` are
+    log-sum-exp'ed out, and the result, which then depends only on variables of an ordinal ``P``
+    strictly inside ``L``, is summed over the plate dims ``L \ P`` and joins ordinal ``P``.  For
+    the nested example
+
+    .. math::
+
+        \log p = \sum_{\text{free}} t + \sum_{g} \log \sum_{c_g} \exp\Big[ t_c(c_g)
+        + \sum_{n} \log \sum_{z_{gn}} \exp t_z(c_g, z_{gn}) \Big],
+
+    ``O(K_c K_z G N)`` work, never ``K^{G N}``.  Dependencies that do not nest (a term on
+    variables of two sibling plates) raise an :class:`EnumerationError` rather than give a wrong
+    number.
+
+    Marginals and joint draws reuse the contraction: ``p(z_s = k | rest)`` is the gradient of
+    ``log p`` with respect to a zero added to ``z``'s term; a joint draw (or, with max-product,
+    the joint mode) clamps the variables one at a time, outer plates first.
+    """
+
+    def __init__(self, frame_rank: int | None = None, term_ranks: Mapping[str, int] | None = None):
+        self.frame_rank = frame_rank  # R; None: a shape run
+        self.term_ranks = dict(term_ranks or {})  # each term's rank in the shape run
+        self.placeholders: list[str] = []  # plate variables given a placeholder (shape run)
+        self.shape_run_rank = 0  # shape run: the largest rank of a plate variable or a term
         self.sizes: list[int] = []  # K_j of the j-th enumerated variable
         self.names: list[str] = []
         self.supports: list[np.ndarray] = []
+        self.plates: list[dict[int, int]] = []  # variable j's plates: frame dim -> size
+        self.ranks: list[int] = []  # rank of variable j's own shape (its frame dims on the right)
+        self._parent: list[int] = []  # union-find of variables linked by a term
         self.terms: list[tuple[str, jax.Array, int]] = []  # (name, term, enum dims when added)
 
     @property
@@ -163,92 +203,239 @@ class PlateEnumerator:
         return len(self.sizes)
 
     def enumerate(self, name: str, dist: Distribution) -> jax.Array:
-        """All values of plate variable ``name`` along a new enumeration dim; records its term.
-
-        The value has shape ``(K_j,) + (1,) * (j + len(S))``: it broadcasts against the plate, so
-        ``mu[z]`` gathers ``K_j`` values instead of ``K_j * |S|`` (and its gradient scatters as few).
-        """
+        """All values of plate variable ``name`` along a new enumeration dim; records its term."""
         support = support_values(dist, name)
         full = tuple(dist.batch_shape) + tuple(dist.event_shape)
-        j = self.num_enum_dims
-        if self.plate_shape is None:
-            self.plate_shape = full
-        own = (
-            full[len(full) - len(self.plate_shape) :]
-            if len(full) >= len(self.plate_shape)
-            else full
-        )
-        try:
-            fits = np.broadcast_shapes(own, self.plate_shape) == self.plate_shape
-        except ValueError:
-            fits = False
-        if not fits or len(full) > j + len(self.plate_shape):
-            raise EnumerationError(
-                f"plate variable {name!r} has shape {full} but an earlier one "
-                f"({self.names[0]!r}) has {self.plate_shape}; all enumerated batch-shaped discrete "
-                f"variables of a model must share one plate shape"
-            )
+        if self.frame_rank is None:  # shape run: the model as it is without enumeration
+            self.placeholders.append(name)
+            self.shape_run_rank = max(self.shape_run_rank, len(full))
+            value = jnp.broadcast_to(jnp.asarray(support[0]), full)
+            self.add(name, dist.log_prob(value))
+            return value
+        rank, j = self.frame_rank, self.num_enum_dims
+        lead, own = self._split_shape(full)
+        what = f"plate variable {name!r} has shape {full}"
+        deps = self._deps(lead, what)
         k = len(support)
-        value = jnp.asarray(support).reshape((k,) + (1,) * (j + len(self.plate_shape)))
+        value = jnp.asarray(support).reshape((k,) + (1,) * (j + rank))
+        self.plates.append(self._plates_of(name, own, deps))
         self.sizes.append(k)
         self.names.append(name)
         self.supports.append(support)
+        self.ranks.append(min(len(full), rank))
+        self._parent.append(j)
+        for d in deps:
+            self._union(j, d)
         term = elementwise(dist).enumerate_log_prob()
-        term = term.reshape(
-            term.shape[:1] + (1,) * (j + len(self.plate_shape) + 1 - term.ndim) + term.shape[1:]
-        )
-        self.add(
-            name,
-            jnp.broadcast_to(
-                term, jnp.broadcast_shapes(term.shape, (k,) + (1,) * j + self.plate_shape)
-            ),
-        )
+        term = term.reshape(term.shape[:1] + (1,) * (j + rank + 1 - term.ndim) + term.shape[1:])
+        self.add(name, term)
         return value
 
     def add(self, name: str, term: jax.Array) -> None:
-        self.terms.append((name, jnp.asarray(term), self.num_enum_dims))
+        term = jnp.asarray(term)
+        if self.frame_rank is None:
+            self.shape_run_rank = max(self.shape_run_rank, term.ndim)
+            self.term_ranks[name] = max(term.ndim, self.term_ranks.get(name, 0))
+        self.terms.append((name, term, self.num_enum_dims))
+
+    # -- shapes ------------------------------------------------------------------------------
+
+    def _find(self, v: int) -> int:
+        while self._parent[v] != v:
+            v = self._parent[v]
+        return v
+
+    def _union(self, a: int, b: int) -> None:
+        self._parent[self._find(a)] = self._find(b)
+
+    def _split_shape(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """``shape`` as (enumeration dims on the left, its frame dims padded to rank ``R``)."""
+        rank = self.frame_rank
+        cut = max(0, len(shape) - rank)
+        return tuple(shape[:cut]), (1,) * (rank - len(shape) + cut) + tuple(shape[cut:])
+
+    def _deps(self, lead: tuple[int, ...], what: str) -> list[int]:
+        """The enumerated variables that the leading dims ``lead`` (right-aligned) stand for."""
+        e = self.num_enum_dims
+        enum_shape = tuple(reversed(self.sizes))
+        if len(lead) > e:
+            raise EnumerationError(
+                f"{what}, which cannot be matched element by element with the enumerated plate "
+                f"variable(s) {self.names} (enumeration dims {enum_shape} on the left of "
+                f"{self.frame_rank} plate dim(s)). Move extra per-element dimensions into the "
+                f"event with Independent or Sample, or index with the plate variable so its "
+                f"shape is kept"
+            )
+        deps = []
+        for i, n in enumerate(lead):
+            var = len(lead) - 1 - i
+            if n not in (1, self.sizes[var]):
+                raise EnumerationError(
+                    f"{what}: its leading dims {lead} do not match the enumeration dims "
+                    f"{enum_shape} of {self.names}; use Independent or Sample for extra "
+                    f"dimensions"
+                )
+            if n > 1:
+                deps.append(var)
+        return deps
+
+    def _plates_of(self, name: str, own: tuple[int, ...], deps: list[int]) -> dict[int, int]:
+        """Frame dim -> size along which ``name`` varies: its own and its dependencies' plates."""
+        plates = {p: n for p, n in enumerate(own) if n > 1}
+        for d in deps:
+            for p, n in self.plates[d].items():
+                if plates.setdefault(p, n) != n:
+                    raise EnumerationError(
+                        f"{name!r} has size {plates[p]} at plate dim {p - self.frame_rank} where "
+                        f"{self.names[d]!r}, which it depends on, has {n}: shapes are matched "
+                        f"from the right. A variable of an outer plate keeps size-1 dims for the "
+                        f"inner plates (e.g. a cluster c of shape (G, 1) and a component z of "
+                        f"shape (G, N))"
+                    )
+        return plates
 
     def _split(self, leave_out: Collection[str] = ()):
-        """Named terms without enumeration dims (summed whole) and with them (aligned to full shape)."""
-        e, plate = self.num_enum_dims, self.plate_shape
-        enum_shape = tuple(reversed(self.sizes))
-        free, bound = [], []
+        """Terms free of the plate variables, and the others with their variables.
+
+        Bound terms are reshaped to ``E + frame`` (``E`` enumeration dims, then ``R`` plate dims)
+        and grouped by component: ``{component: [(name, term, plates)]}``.
+        """
+        e = self.num_enum_dims
+        free, bound = [], {}
         for name, term, dims_then in self.terms:
             if name in leave_out:
                 continue
             # a term added before any enumeration cannot depend on an enumerated variable
-            if dims_then == 0 or term.ndim <= len(plate):
+            if dims_then == 0 or term.ndim <= self.frame_rank:
+                if dims_then and term.ndim > self.term_ranks.get(name, term.ndim):
+                    raise EnumerationError(
+                        f"the log density of {name!r} depends on the plate variable(s) "
+                        f"{self.names} (it has shape {term.shape} when they are enumerated, rank "
+                        f"{self.term_ranks[name]} otherwise) but does not keep their plate dims "
+                        f"(summed or indexed away?); exact summing-out needs every term of a plate "
+                        f"variable to keep its plates: put per-element sums in the event with "
+                        f"Independent or Sample"
+                    )
                 free.append((name, term))
                 continue
-            extra = term.shape[: term.ndim - len(plate)]
-            if term.ndim > e + len(plate) or term.shape[term.ndim - len(plate) :] != plate:
+            lead, own = self._split_shape(term.shape)
+            deps = self._deps(lead, f"the log density of {name!r} has shape {term.shape}")
+            if not deps:
+                free.append((name, term))
+                continue
+            plates = self._plates_of(name, own, deps)
+            for d in deps[1:]:
+                self._union(deps[0], d)
+            term = term.reshape((1,) * (e - len(lead)) + lead + own)
+            bound.setdefault(deps[0], []).append((name, term, plates))
+        grouped: dict[int, list] = {}
+        for first, items in bound.items():
+            grouped.setdefault(self._find(first), []).extend(items)
+        return free, grouped
+
+    def _component(self, root: int) -> list[int]:
+        return [v for v in range(self.num_enum_dims) if self._find(v) == root]
+
+    def _enum_shape_of(self, v: int) -> tuple[int, ...]:
+        """Shape of a term on variable ``v`` alone: ``K_v`` at its axis, its plates' sizes."""
+        e = self.num_enum_dims
+        enum = [1] * e
+        enum[e - 1 - v] = self.sizes[v]
+        return tuple(enum) + tuple(self.plates[v].get(p, 1) for p in range(self.frame_rank))
+
+    def _dims(self, plates: Collection[int]) -> str:
+        return "(" + ", ".join(str(p - self.frame_rank) for p in sorted(plates)) + ")"
+
+    # -- variable elimination ------------------------------------------------------------------
+
+    def _contract(
+        self,
+        root: int,
+        items: list[tuple[str, jax.Array, dict[int, int]]],
+        keep: Collection[int] = (),
+        max_product: bool = False,
+    ) -> jax.Array:
+        """``log sum exp(sum of items)`` over the variables of component ``root``, per element of
+        its ``keep`` dims.
+
+        Returns an array of the frame's rank: the sizes of the ``keep`` dims, 1 elsewhere.  With
+        ``max_product`` the variables are maximized out instead of summed.
+        """
+        e, rank = self.num_enum_dims, self.frame_rank
+        keep = frozenset(keep)
+        variables = self._component(root)
+        sizes: dict[int, int] = {}
+        for v in variables:
+            sizes.update(self.plates[v])
+        reduce = jnp.max if max_product else jax.nn.logsumexp
+        tree: dict[frozenset[int], list[tuple[str, jax.Array]]] = {}
+        for name, term, plates in items:
+            for p, n in plates.items():
+                if sizes.setdefault(p, n) != n:
+                    raise EnumerationError(
+                        f"the log density of {name!r} has size {n} at plate dim {p - rank} where "
+                        f"the plate variables {[self.names[v] for v in variables]} have "
+                        f"{sizes[p]}; every term of a plate variable must agree on its plates"
+                    )
+            tree.setdefault(frozenset(plates), []).append((name, term))
+        for v in variables:
+            tree.setdefault(frozenset(self.plates[v]), [])
+        dtype = jnp.result_type(*[t for _, t, _ in items])
+        done: list[jax.Array] = []
+        while tree:
+            leaf = max(tree, key=len)
+            entries = tree.pop(leaf)
+            names = [n for n, _ in entries]
+            local = [v for v in variables if frozenset(self.plates[v]) == leaf]
+            for other in tree.values():
+                for name, term in other:
+                    tied = [self.names[v] for v in local if term.shape[e - 1 - v] > 1]
+                    if tied:
+                        raise EnumerationError(
+                            f"the log density of {name!r} depends on {tied} but lacks their "
+                            f"plate dims {self._dims(leaf)} (summed or indexed away?); exact "
+                            f"summing-out needs every term of a plate variable to keep its plates"
+                        )
+            shape = [1] * (e + rank)
+            for v in local:
+                shape[e - 1 - v] = self.sizes[v]
+            for p in leaf:
+                shape[e + p] = sizes[p]
+            total = sum((t for _, t in entries), jnp.zeros((1,) * (e + rank), dtype))
+            total = jnp.broadcast_to(total, jnp.broadcast_shapes(total.shape, tuple(shape)))
+            if local:
+                total = reduce(total, axis=tuple(e - 1 - v for v in local), keepdims=True)
+            deps = [v for v in variables if total.shape[e - 1 - v] > 1]
+            parent = frozenset().union(*(self.plates[v] for v in deps))
+            if deps and not parent < leaf:
                 raise EnumerationError(
-                    f"the log density of {name!r} has shape {term.shape}, which cannot be matched "
-                    f"element by element with the enumerated plate variable(s) "
-                    f"{self.names} (enumeration dims {enum_shape} on the left of the plate shape "
-                    f"{plate}). Move extra per-element dimensions into the event with Independent "
-                    f"or Sample, or index with the plate variable so its shape is kept"
+                    f"the discrete variables {[self.names[v] for v in deps]} cannot be summed out "
+                    f"plate by plate: the log density of {names} depends on variables of "
+                    f"different plates (dims "
+                    f"{', '.join(self._dims(self.plates[v]) for v in deps)}). Exact enumeration "
+                    f"needs nested plates: each plate variable's plates contain those of every "
+                    f"plate variable it is scored with"
                 )
-            aligned = (1,) * (e - len(extra)) + extra
-            if any(a not in (1, k) for a, k in zip(aligned, enum_shape)):
-                raise EnumerationError(
-                    f"the log density of {name!r} has shape {term.shape}: its leading dims "
-                    f"{extra} do not match the enumeration dims {enum_shape} of {self.names}; "
-                    f"use Independent or Sample for extra dimensions"
-                )
-            bound.append((name, term.reshape(aligned + plate)))
-        return free, bound, enum_shape
+            target = parent | (leaf & keep)
+            summed = tuple(e + p for p in sorted(leaf - target))
+            if summed:
+                total = jnp.sum(total, axis=summed, keepdims=True)
+            if target == leaf:
+                done.append(total)
+            else:
+                tree.setdefault(target, []).append(("+".join(names), total))
+        out = sum(done, jnp.zeros((1,) * (e + rank), dtype))
+        return out.reshape(out.shape[e:])
 
     def log_density(self, leave_out: Collection[str] = ()) -> jax.Array:
-        """Sum of all terms with the enumerated plate variables summed out element by element.
+        """Sum of all terms with the enumerated plate variables summed out plate by plate.
 
         Terms of the variables in ``leave_out`` are not included.
         """
-        free, bound, enum_shape = self._split(leave_out)
+        free, bound = self._split(leave_out)
         total = sum((jnp.sum(t) for _, t in free), jnp.zeros(()))
-        if bound:
-            joint = self._sum(bound, enum_shape)
-            total = total + jnp.sum(jax.nn.logsumexp(joint, axis=tuple(range(len(enum_shape)))))
+        for root, items in bound.items():
+            total = total + jnp.sum(self._contract(root, items))
         return total
 
     def pointwise(self, observed: Collection[str]) -> dict[str, jax.Array]:
@@ -256,65 +443,90 @@ class PlateEnumerator:
 
         A term free of the plate variables is its own pointwise log-likelihood (its batch shape).
         Observed terms that carry enumeration dims are not independent of each other given the
-        parameters, so they are reported together (names joined by ``+``), per plate element::
+        parameters, so they are reported together (names joined by ``+``, one entry per group of
+        plate variables scored together), per element of the plates all those variables share
+        (the plate of a mixture; the group, for a cluster per group):
 
-            log p(y_s | params) = logsumexp_k sum(all terms)[k, s]
-                                  - logsumexp_k sum(terms of unobserved variables)[k, s]
+            log p(y_s | params) = log sum_z exp(all terms)[s] - log sum_z exp(unobserved terms)[s]
 
         (the second term is 0 for a plain mixture, where it is the log of the mixture weights' sum).
         """
-        free, bound, enum_shape = self._split()
+        free, bound = self._split()
         out = {name: term for name, term in free if name in observed}
-        names = list(dict.fromkeys(name for name, _ in bound if name in observed))
-        if names:
-            axes = tuple(range(len(enum_shape)))
-            rest = [(n, t) for n, t in bound if n not in observed]
-            out["+".join(names)] = jax.nn.logsumexp(
-                self._sum(bound, enum_shape), axis=axes
-            ) - jax.nn.logsumexp(self._sum(rest, enum_shape), axis=axes)
+        for root, items in bound.items():
+            names = list(dict.fromkeys(name for name, _, _ in items if name in observed))
+            if not names:
+                continue
+            variables = self._component(root)
+            keep = frozenset.intersection(*(frozenset(self.plates[v]) for v in variables))
+            rest = [item for item in items if item[0] not in observed]
+            per = self._contract(root, items, keep)
+            if rest:
+                per = per - self._contract(root, rest, keep)
+            sizes = self.plates[variables[0]]
+            out["+".join(names)] = per.reshape(tuple(sizes[p] for p in sorted(keep)))
         return out
 
-    def _sum(self, bound, enum_shape) -> jax.Array:
-        """The sum of aligned terms, shape ``enum_shape + S``."""
-        return sum(jnp.broadcast_to(t, enum_shape + self.plate_shape) for _, t in bound)
+    def _in_own_shape(self, v: int, per_value: jax.Array) -> jax.Array:
+        """``per_value`` (shape ``E + frame``, ``K_v`` at ``v``'s axis) as ``shape_v + (K_v,)``."""
+        e = self.num_enum_dims
+        moved = jnp.moveaxis(per_value, e - 1 - v, -1)
+        frame = moved.shape[e - 1 : -1]
+        cut = self.frame_rank - self.ranks[v]
+        if any(n > 1 for n in frame[:cut]):
+            cut = 0
+        return moved.reshape(frame[cut:] + (self.sizes[v],))
 
-    def _joint(self):
-        """Summed terms over enumeration dims and plate, shape ``(K_{E-1}, .., K_0) + S``."""
-        _, bound, enum_shape = self._split()
-        return self._sum(bound, enum_shape) if bound else None
+    def _from_own_shape(self, v: int, per_value: jax.Array) -> jax.Array:
+        """The inverse of :meth:`_in_own_shape`."""
+        e = self.num_enum_dims
+        frame = self._enum_shape_of(v)[e:]
+        x = per_value.reshape((1,) * (e - 1) + frame + (self.sizes[v],))
+        return jnp.moveaxis(x, -1, e - 1 - v)
+
+    def _weights(self, v, root, items, clamps, max_product=False) -> jax.Array:
+        """``d log p / d eps_v`` at ``eps_v = 0``: the marginal of ``v`` (max-marginal indicator
+        with ``max_product``), in ``v``'s own shape + ``(K_v,)``."""
+        dtype = jnp.result_type(*[t for _, t, _ in items])
+        plates = self.plates[v]
+        fixed = [(self.names[u], c, self.plates[u]) for u, c in clamps.items()]
+
+        def log_z(eps):
+            every = items + fixed + [(self.names[v], eps, plates)]
+            return jnp.sum(self._contract(root, every, max_product=max_product))
+
+        grad = jax.grad(log_z)(jnp.zeros(self._enum_shape_of(v), dtype))
+        return self._in_own_shape(v, grad)
 
     def responsibilities(self) -> dict[str, jax.Array]:
-        """``p(z_j[s] = k | everything else on this path)`` for each plate variable, shape S + (K_j,)."""
-        joint = self._joint()
-        if joint is None:
-            return {}
-        e = self.num_enum_dims
-        log_norm = jax.nn.logsumexp(joint, axis=tuple(range(e)))
+        """``p(z_j[s] = k | everything else on this path)`` per plate variable, ``shape_j + (K_j,)``."""
+        _, bound = self._split()
         out = {}
-        for j, name in enumerate(self.names):
-            axis = e - 1 - j
-            others = tuple(a for a in range(e) if a != axis)
-            marginal = jax.nn.logsumexp(joint, axis=others) if others else joint
-            out[name] = jnp.moveaxis(jnp.exp(marginal - log_norm), 0, -1)
-        return out
+        for root, items in bound.items():
+            for v in self._component(root):
+                out[self.names[v]] = self._weights(v, root, items, {})
+        return {name: out[name] for name in self.names if name in out}
 
     def sample(self, key: jax.Array | None) -> dict[str, jax.Array]:
-        """One joint draw of all plate variables from their exact conditional, element by element.
+        """One joint draw of all plate variables from their exact conditional.
 
-        With ``key=None``, the most probable joint value per element instead of a draw.
+        Variables are drawn one at a time, outer plates first, each from its marginal given the
+        ones drawn before (the elements of one variable are independent given those).  With
+        ``key=None``, the most probable joint value instead (max-product, clamped the same way).
         """
-        joint = self._joint()
-        if joint is None:
-            return {}
-        e = self.num_enum_dims
-        per_element = jnp.moveaxis(joint, tuple(range(e)), tuple(range(-e, 0)))
-        flat = per_element.reshape(self.plate_shape + (-1,))
-        if key is None:
-            index = jnp.argmax(flat, axis=-1)
-        else:
-            index = jax.random.categorical(key, flat, axis=-1)
-        indices = jnp.unravel_index(index, tuple(reversed(self.sizes)))
-        return {
-            name: jnp.asarray(support)[indices[e - 1 - j]]
-            for j, (name, support) in enumerate(zip(self.names, self.supports))
-        }
+        _, bound = self._split()
+        out = {}
+        for root, items in bound.items():
+            order = sorted(self._component(root), key=lambda u: (len(self.plates[u]), u))
+            clamps: dict[int, jax.Array] = {}
+            for v in order:
+                weights = self._weights(v, root, items, clamps, max_product=key is None)
+                if key is None:
+                    index = jnp.argmax(weights, axis=-1)
+                else:
+                    logits = jnp.log(jnp.clip(weights, 0.0, None))
+                    index = jax.random.categorical(jax.random.fold_in(key, v), logits)
+                one_hot = jax.nn.one_hot(index, self.sizes[v], dtype=weights.dtype)
+                clamps[v] = self._from_own_shape(v, jnp.log(one_hot))
+                out[self.names[v]] = jnp.asarray(self.supports[v])[index]
+        return {name: out[name] for name in self.names if name in out}

@@ -45,6 +45,7 @@ import numpy as np
 from coromix import enumerate as enum
 from coromix import runner, transforms
 from coromix.distributions.distribution import Distribution, is_scalar_choice
+from coromix.distributions.markov_chain import MarkovChain
 from coromix.runner import Site, Values
 from coromix.utils import Shape, is_concrete
 
@@ -73,11 +74,32 @@ _NEEDS_CONCRETE = (jax.errors.JAXTypeError, TypeError, IndexError)
 _PATH_CHOICES: weakref.WeakKeyDictionary[Callable, set[str]] = weakref.WeakKeyDictionary()
 
 
+# Per model function and shapes of the given values: the rank of its plate frame (the largest
+# rank it shows with nothing enumerated), found by a shape run the first time.
+_FRAME_RANKS: weakref.WeakKeyDictionary[Callable, dict[tuple, tuple[int, dict[str, int]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _path_choices(model: Callable) -> set[str]:
     try:
         return _PATH_CHOICES.setdefault(model, set())
     except TypeError:  # not weak-referenceable (e.g. a functools.partial of a builtin)
         return set()
+
+
+def _frame_ranks(model: Callable) -> dict[tuple, tuple[int, dict[str, int]]]:
+    try:
+        return _FRAME_RANKS.setdefault(model, {})
+    except TypeError:
+        return {}
+
+
+def _shapes_key(*mappings: Mapping[str, Any] | None) -> tuple:
+    return tuple(
+        tuple(sorted((name, tuple(jnp.shape(v))) for name, v in (m or {}).items()))
+        for m in mappings
+    )
 
 
 def site_key(key: jax.Array, name: str) -> jax.Array:
@@ -91,7 +113,7 @@ def chain_key(name: str, dist: Distribution) -> str:
 
 
 def _is_chain(dist: Distribution) -> bool:
-    return hasattr(dist, "posterior_marginals")
+    return isinstance(dist, MarkovChain)
 
 
 def _wrap_errors(name: str, dist: Distribution, fn: Callable[[], Any]) -> Any:
@@ -146,6 +168,10 @@ class _Handler:
         self.supports[name] = enum.support_values(dist, name)
         return self.chooser.choose(name, dist)
 
+    def was_shape_run(self) -> bool:
+        """Whether this run only found the model's plate frame (its outputs are not valid)."""
+        return False
+
     def candidates(self) -> list[str]:
         """Scalar choices that could have caused a run to need a concrete value, latest first."""
         seen = [n for n in self.names if n in self.tensor_names or n in self.traced_choices]
@@ -198,11 +224,13 @@ class Run(_Handler):
     support's bijection, adding the log-det-Jacobian.
     """
 
-    def __init__(self, values, unconstrained, chooser, index, paths):
+    def __init__(self, values, unconstrained, chooser, index, paths, frame_ranks=None):
         super().__init__(chooser, index, paths)
         self.given = values
         self.unconstrained = unconstrained or {}
-        self.plates = enum.PlateEnumerator()
+        self.frame_ranks = {} if frame_ranks is None else frame_ranks
+        self.shapes_key = _shapes_key(values, unconstrained)
+        self.plates = enum.PlateEnumerator(*self.frame_ranks.get(self.shapes_key, (None, None)))
         self.path_mask = jnp.zeros(())
         self.choice_values: dict[str, Any] = {}  # free scalar choices (path or tensor)
         self.values: dict[str, Any] = {}
@@ -246,6 +274,13 @@ class Run(_Handler):
             value = self.plates.enumerate(name, dist)
         self.values[name] = value
         return value
+
+    def was_shape_run(self) -> bool:
+        """A run without the plate frame's rank gives plate variables placeholders; record it."""
+        if not self.plates.placeholders:
+            return False
+        self.frame_ranks[self.shapes_key] = (self.plates.shape_run_rank, self.plates.term_ranks)
+        return True
 
     def log_density(self, leave_out: Collection[str] = ()) -> jax.Array:
         """This run's log density, plates summed out; terms of ``leave_out`` left out."""
@@ -318,6 +353,8 @@ def _runs_with(model, make, finish, max_paths, paths, real_first):
             handler = make(chooser.fresh(), index, paths)
             holder.append(handler)
             handler.sites = runner.run(model, handler)
+            if handler.was_shape_run():
+                return jnp.zeros(())
             return finish(handler)
 
         # The first run (vectorized over one grid row) finds the tensor choices, or the choice
@@ -331,6 +368,8 @@ def _runs_with(model, make, finish, max_paths, paths, real_first):
             if not candidates:
                 raise
             raise _NeedsPath(candidates[0], err) from err
+        if holder[-1].was_shape_run():  # the frame's rank is known now
+            out = jax.vmap(trial)(zero)
         found = holder[-1]
         chooser.adopt(found.chooser)
         if found.tensor_sizes:
@@ -354,8 +393,10 @@ def _runs_with(model, make, finish, max_paths, paths, real_first):
 
 
 def _score(model, values, unconstrained, finish, max_paths, real_first=False):
+    frame_ranks = _frame_ranks(model)
+
     def make(chooser, index, paths):
-        return Run(values, unconstrained, chooser, index, paths)
+        return Run(values, unconstrained, chooser, index, paths, frame_ranks)
 
     return _runs(model, make, finish, max_paths, real_first)
 
@@ -457,11 +498,6 @@ def _in_model_order(first: Run, out: Mapping[str, Any]) -> Values:
     return Values((n, out[n]) for n in order if n in out)
 
 
-def _marginals_of(dist: Distribution, value: Any) -> jax.Array:
-    marginals = dist.posterior_marginals(value)
-    return getattr(marginals, "probs", marginals)
-
-
 def discrete_posterior(model: Callable, values: Mapping[str, Any], max_paths: int) -> Values:
     """Exact ``p(choice | values)`` of every free discrete variable (one draw)."""
 
@@ -471,7 +507,7 @@ def discrete_posterior(model: Callable, values: Mapping[str, Any], max_paths: in
             "choices": {n: jnp.asarray(v) for n, v in h.choice_values.items()},
             "plates": {
                 **h.plates.responsibilities(),
-                **{k: _marginals_of(d, v) for k, (d, v) in h.chains.items()},
+                **{k: d.posterior(v).marginals for k, (d, v) in h.chains.items()},
             },
         }
 

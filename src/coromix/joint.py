@@ -11,7 +11,7 @@ The public face of a model.  Every operation runs the model through the scoring 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -37,16 +37,29 @@ class JointDistributionCoroutine:
     batch-shaped choices element by element.  At most ``max_paths`` combinations of scalar choices
     are allowed.
 
-    Example::
+    Example: a model that branches on a choice with Python ``if``.
 
-        def model():
-            z = yield tfd.Categorical(probs=[0.6, 0.4])
-            mu = yield tfd.Normal(0.0, 5.0)
-            x = yield tfd.Normal(mu if z == 0 else mu + 3.0, 1.0)
+    >>> import coromix.distributions as tfd
+    >>> def model():
+    ...     z = yield tfd.Categorical(probs=[0.6, 0.4])
+    ...     mu = yield tfd.Normal(0.0, 5.0)
+    ...     x = yield tfd.Normal(mu if z == 0 else mu + 3.0, 1.0)
+    >>> jd = tfd.JointDistributionCoroutine(model)
+    >>> draws = jd.sample(1000, seed=0)
+    >>> draws
+    Values(z: int32[1000], mu: float32[1000], x: float32[1000])
+    >>> bool(abs(draws.z.mean() - 0.4) < 0.05)           # P(z = 1) = 0.4
+    True
+    >>> jd.log_prob(mu=0.3, x=1.2)                       # log p(mu, x) = log sum_z p(z, mu, x)
+    Array(-4.2604, dtype=float32)
 
-        jd = tfd.JointDistributionCoroutine(model)
-        draws = jd.sample(1000, seed=0)       # draws.z, draws.mu, draws.x: shape (1000,)
-        jd.log_prob(mu=0.3, x=1.2)            # log p(mu, x) = log sum_z p(z, mu, x)
+    The same number in closed form, ``N(mu; 0, 5) (0.6 N(x; mu, 1) + 0.4 N(x; mu + 3, 1))``:
+
+    >>> from math import exp, log, pi, sqrt
+    >>> def normal(x, loc, scale):
+    ...     return exp(-0.5 * ((x - loc) / scale) ** 2) / (scale * sqrt(2 * pi))
+    >>> log(normal(0.3, 0.0, 5.0) * (0.6 * normal(1.2, 0.3, 1.0) + 0.4 * normal(1.2, 3.3, 1.0)))
+    -4.2604...
     """
 
     Root = staticmethod(runner.root)
@@ -57,7 +70,7 @@ class JointDistributionCoroutine:
         *,
         max_paths: int = enum.DEFAULT_MAX_PATHS,
         name: str | None = None,
-    ):
+    ) -> None:
         if not callable(model):
             raise TypeError(
                 f"JointDistributionCoroutine needs a generator function; got {type(model).__name__}"
@@ -85,6 +98,15 @@ class JointDistributionCoroutine:
 
         ``seed`` is an int or a JAX key (``None``: fresh entropy).  ``value`` fixes some variables
         (the others are drawn given them).
+
+        >>> jd = _example()                                  # the model of the class docstring
+        >>> jd.sample((10, 100), seed=0)
+        Values(z: int32[10, 100], mu: float32[10, 100], x: float32[10, 100])
+        >>> draws = jd.sample(1000, seed=0, value={"z": 1})
+        >>> int(draws.z.min()), int(draws.z.max())
+        (1, 1)
+        >>> bool(abs((draws.x - draws.mu).mean() - 3.0) < 0.15)   # x - mu ~ N(3, 1) given z = 1
+        True
         """
         shape = as_shape(sample_shape)
         if value:
@@ -97,7 +119,7 @@ class JointDistributionCoroutine:
         given = {k: jnp.asarray(v) for k, v in (value or {}).items()}
         n = int(np.prod(shape)) if shape else 1
 
-        def sample(key, given):
+        def sample(key: jax.Array, given: dict[str, jax.Array]) -> Values:
             draws = jax.vmap(lambda k: self._sample_one(k, given))(jax.random.split(key, n))
             return Values((k, v.reshape(shape + v.shape[1:])) for k, v in draws.items())
 
@@ -118,7 +140,11 @@ class JointDistributionCoroutine:
 
     # --- shapes -----------------------------------------------------------------------------
     def event_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
-        """Shape and dtype of each variable in one draw, in model order (found by an abstract run)."""
+        """Shape and dtype of each variable in one draw, in model order (found by an abstract run).
+
+        >>> {k: (v.shape, str(v.dtype)) for k, v in _example().event_shapes().items()}
+        {'z': ((), 'int32'), 'mu': ((), 'float32'), 'x': ((), 'float32')}
+        """
         if self._shapes is None:
             # Values (not dict) keeps model order through the pytree round trip
             self._shapes = jax.eval_shape(lambda k: self._sample_one(k, {}), jax.random.key(0))
@@ -126,6 +152,11 @@ class JointDistributionCoroutine:
 
     @property
     def variable_names(self) -> list[str]:
+        """The names of the model's variables, in model order.
+
+        >>> _example().variable_names
+        ['z', 'mu', 'x']
+        """
         return list(self.event_shapes())
 
     def _batched(
@@ -142,6 +173,27 @@ class JointDistributionCoroutine:
 
         ``log p(x) = log sum_z p(x, z)`` over the discrete variables ``z`` not given.  Values may
         carry leading batch dims (e.g. from ``sample(100)``), giving a result of that batch shape.
+
+        >>> jd = _example()                                  # the model of the class docstring
+        >>> jd.log_prob(z=0, mu=0.3, x=1.2)                  # nothing summed out
+        Array(-4.3649, dtype=float32)
+        >>> draws = jd.sample(1000, seed=0)
+        >>> log_p = jd.log_prob(mu=draws.mu, x=draws.x)       # z summed out, per draw
+        >>> log_p.shape
+        (1000,)
+
+        In closed form, ``log(0.6 N(mu; 0, 5) N(x; mu, 1))`` and, for each draw,
+        ``log p(mu, x) = log(N(mu; 0, 5) (0.6 N(x; mu, 1) + 0.4 N(x; mu + 3, 1)))``:
+
+        >>> import numpy as np
+        >>> def normal(x, loc, scale):
+        ...     return np.exp(-0.5 * ((x - loc) / scale) ** 2) / (scale * np.sqrt(2 * np.pi))
+        >>> float(np.log(0.6 * normal(0.3, 0.0, 5.0) * normal(1.2, 0.3, 1.0)))
+        -4.3649...
+        >>> mu, x = np.asarray(draws.mu, np.float64), np.asarray(draws.x, np.float64)
+        >>> exact = np.log(normal(mu, 0, 5) * (0.6 * normal(x, mu, 1) + 0.4 * normal(x, mu + 3, 1)))
+        >>> bool(np.allclose(log_p, exact, rtol=1e-5, atol=1e-5))
+        True
         """
         return self._call(
             "log_prob", lambda v: self._batched(self._log_prob_one, v), {**(values or {}), **kwargs}
@@ -166,9 +218,29 @@ class JointDistributionCoroutine:
         result is then the log-likelihood of all of them together, ``log p(y | theta)``, shape
         ``()``.  Leading batch dims of the values (posterior draws) are kept.
 
-        Example::
+        Example: a mixture of two normals, where each point has its own choice ``z_s``.
 
-            ll = jd.pointwise_log_likelihood({**draws, "y": data}, observed=["y"])  # ll["y"]: (draws, N)
+        >>> import jax.numpy as jnp
+        >>> from coromix.distributions import Categorical, JointDistributionCoroutine, Normal
+        >>> def mixture():
+        ...     mu = yield Normal(jnp.array([-1.0, 1.0]), 1.0)
+        ...     z = yield Categorical(probs=jnp.full((3, 2), 0.5))
+        ...     y = yield Normal(mu[z], 1.0)
+        >>> jd = JointDistributionCoroutine(mixture)
+        >>> data = jnp.array([-1.0, 0.0, 2.0])
+        >>> ll = jd.pointwise_log_likelihood({"mu": jnp.array([-1.0, 1.0]), "y": data}, ["y"])
+        >>> ll
+        Values(y: float32[3])
+        >>> ll["y"].tolist()
+        [-1.4852, -1.4189, -2.0939]
+
+        In closed form, ``log p(y_s | mu) = log(0.5 N(y_s; -1, 1) + 0.5 N(y_s; 1, 1))``:
+
+        >>> from math import exp, log, pi, sqrt
+        >>> def normal(x, loc):
+        ...     return exp(-0.5 * (x - loc) ** 2) / sqrt(2 * pi)
+        >>> [round(log(0.5 * normal(y, -1.0) + 0.5 * normal(y, 1.0)), 4) for y in [-1.0, 0.0, 2.0]]
+        [-1.4852, -1.4189, -2.0939]
         """
         observed = list(observed)
         unknown = [n for n in observed if n not in self.event_shapes()]
@@ -192,7 +264,15 @@ class JointDistributionCoroutine:
         )
 
     def pin(self, values: Mapping[str, Any] | None = None, /, **observed: Any) -> PinnedModel:
-        """Condition on observed values: the unnormalized posterior over the remaining variables."""
+        """Condition on observed values: the unnormalized posterior over the remaining variables.
+
+        >>> jd = _example()                                  # the model of the class docstring
+        >>> posterior = jd.pin(x=1.2)
+        >>> posterior
+        PinnedModel(model, observed=['x'], parameters=['mu'])
+        >>> posterior.unnormalized_log_prob({"mu": 0.3})     # = jd.log_prob(mu=0.3, x=1.2)
+        Array(-4.2604, dtype=float32)
+        """
         return PinnedModel(self, {**(values or {}), **observed})
 
     def discrete_posterior(
@@ -203,6 +283,17 @@ class JointDistributionCoroutine:
         Scalar choices get probabilities over their support, shape ``(K,)``; batch-shaped choices
         get per-element responsibilities, shape ``S + (K,)``.  Values may carry leading batch dims
         (e.g. posterior draws); the result then has them too.
+
+        >>> jd = _example()                                  # the model of the class docstring
+        >>> jd.discrete_posterior(mu=0.3, x=1.2)["z"]
+        Array([0.9007, 0.0993], dtype=float32)
+
+        In closed form, ``p(z | mu, x)`` is proportional to ``0.6 N(x; mu, 1)``, ``0.4 N(x; mu + 3, 1)``:
+
+        >>> from math import exp
+        >>> w0, w1 = 0.6 * exp(-0.5 * 0.9**2), 0.4 * exp(-0.5 * 2.1**2)
+        >>> round(w0 / (w0 + w1), 4), round(w1 / (w0 + w1), 4)
+        (0.9007, 0.0993)
         """
         return self._call(
             "discrete_posterior",
@@ -218,6 +309,20 @@ class JointDistributionCoroutine:
         Exact and joint: the path of scalar choices is drawn from its posterior weight, then the
         batch-shaped choices element by element given that path.  Leading batch dims of the values
         (e.g. posterior draws) give one independent draw per batch member.
+
+        >>> jd = _example()                                  # the model of the class docstring
+        >>> jd.sample_discrete(mu=0.3, x=2.0, seed=0)
+        Values(z: int32[])
+        >>> draws = [int(jd.sample_discrete(mu=0.3, x=2.0, seed=s)["z"]) for s in range(400)]
+        >>> bool(abs(sum(draws) / 400 - 0.5485) < 0.1)     # p(z = 1 | mu, x), 400 draws
+        True
+
+        ``p(z = 1 | mu = 0.3, x = 2)`` in closed form:
+
+        >>> from math import exp
+        >>> w0, w1 = 0.6 * exp(-0.5 * 1.7**2), 0.4 * exp(-0.5 * 1.3**2)
+        >>> round(w1 / (w0 + w1), 4)
+        0.5485
         """
         return self._call(
             "sample_discrete",
@@ -235,9 +340,18 @@ class JointDistributionCoroutine:
         ``{variable}_{latent name}`` as in :meth:`discrete_posterior`.  Leading batch dims of the
         values give one mode per batch member.
 
-        Example::
+        >>> jd = _example()                                  # the model of the class docstring
+        >>> jd.discrete_mode(mu=0.3, x=1.2)
+        Values(z: int32[])
+        >>> [int(jd.discrete_mode(mu=0.3, x=x)["z"]) for x in [1.2, 2.0, 4.0]]
+        [0, 1, 1]
 
-            jd.discrete_mode(mu=mu, y=data)["z"]      # the most probable component of each point
+        ``p(z = 1 | mu, x)`` is 0.0993, 0.5485 and 0.9980 (see :meth:`discrete_posterior`):
+
+        >>> from math import exp
+        >>> [int(0.4 * exp(-0.5 * (x - 3.3) ** 2) > 0.6 * exp(-0.5 * (x - 0.3) ** 2))
+        ...  for x in [1.2, 2.0, 4.0]]
+        [0, 1, 1]
         """
         return self._call(
             "discrete_mode",
@@ -250,3 +364,19 @@ class JointDistributionCoroutine:
 
     def _discrete_posterior_one(self, values: Mapping[str, Any]) -> Values:
         return scoring.discrete_posterior(self.model, values, self.max_paths)
+
+
+def _example() -> JointDistributionCoroutine:
+    """The model of the class docstring, for the methods' doctests.
+
+    >>> _example()
+    JointDistributionCoroutine(model)
+    """
+    from coromix.distributions import Categorical, Normal
+
+    def model() -> Generator[Any, Any, None]:
+        z = yield Categorical(probs=[0.6, 0.4])
+        mu = yield Normal(0.0, 5.0)
+        x = yield Normal(mu if z == 0 else mu + 3.0, 1.0)
+
+    return JointDistributionCoroutine(model)

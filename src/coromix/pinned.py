@@ -9,7 +9,7 @@ unconstrained space (each support mapped to all reals by :func:`coromix.transfor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -26,15 +26,37 @@ if TYPE_CHECKING:
 class PinnedModel:
     """``p(free variables | observed)`` up to a constant.
 
-    Example::
+    Made by :meth:`JointDistributionCoroutine.pin <coromix.joint.JointDistributionCoroutine.pin>`.
 
-        posterior = jd.pin(x=data)
-        u = posterior.init(seed=0)                   # a point in unconstrained space
-        posterior.unconstrained_log_prob(u)          # what NUTS evaluates
-        posterior.to_constrained(u)                  # Values in the model's own space
+    Example: a normal with unknown mean and scale, and one observation.
+
+    >>> import math
+    >>> import coromix.distributions as tfd
+    >>> def model():
+    ...     mu = yield tfd.Normal(0.0, 1.0)
+    ...     s = yield tfd.HalfNormal(1.0)
+    ...     x = yield tfd.Normal(mu, s)
+    >>> posterior = tfd.JointDistributionCoroutine(model).pin(x=0.5)
+    >>> posterior
+    PinnedModel(model, observed=['x'], parameters=['mu', 's'])
+    >>> u = posterior.init(seed=0)                       # a point in unconstrained space
+    >>> posterior.to_constrained(u)                      # Values in the model's own space
+    Values(mu: float32[], s: float32[])
+    >>> u = {"mu": 0.0, "s": math.log(2.0)}              # s = exp(u["s"]) = 2
+    >>> posterior.unconstrained_log_prob(u)              # what NUTS evaluates
+    Array(-4.0949, dtype=float32)
+
+    In closed form, ``log N(0; 0, 1) + log HalfNormal(2; 1) + log N(0.5; 0, 2) + log 2``, the last
+    term the log-Jacobian of ``s = exp(u)``:
+
+    >>> def log_normal(x, loc, scale):
+    ...     return -0.5 * ((x - loc) / scale) ** 2 - math.log(scale * math.sqrt(2 * math.pi))
+    >>> log_half_normal = math.log(2.0) + log_normal(2.0, 0.0, 1.0)   # HalfNormal(1) at s = 2
+    >>> log_normal(0.0, 0.0, 1.0) + log_half_normal + log_normal(0.5, 0.0, 2.0) + math.log(2.0)
+    -4.0949...
     """
 
-    def __init__(self, joint: JointDistributionCoroutine, observed: Mapping[str, Any]):
+    def __init__(self, joint: JointDistributionCoroutine, observed: Mapping[str, Any]) -> None:
         self.joint = joint
         shapes = joint.event_shapes()
         _, arrays = scoring.check_values(shapes, observed)
@@ -55,14 +77,26 @@ class PinnedModel:
 
     @property
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Unconstrained shape of each free continuous variable, in model order."""
+        """Unconstrained shape of each free continuous variable, in model order.
+
+        >>> import coromix.distributions as tfd
+        >>> posterior = tfd.JointDistributionCoroutine(_model).pin(x=0.5)  # the class's model
+        >>> posterior.parameter_shapes
+        {'mu': (), 's': ()}
+        """
         return {k: s for k, (s, _) in self.parameter_info().items()}
 
     def parameter_info(self) -> dict[str, tuple[tuple[int, ...], Any]]:
-        """``name -> (unconstrained shape, dtype)`` of each free continuous variable, in model order."""
+        """``name -> (unconstrained shape, dtype)`` of each free continuous variable, in model order.
+
+        >>> import coromix.distributions as tfd
+        >>> posterior = tfd.JointDistributionCoroutine(_model).pin(x=0.5)  # the class's model
+        >>> {k: (shape, str(dtype)) for k, (shape, dtype) in posterior.parameter_info().items()}
+        {'mu': ((), 'float32'), 's': ((), 'float32')}
+        """
         if self._parameters is None:
 
-            def trace(key):
+            def trace(key: jax.Array) -> Values:
                 draw = scoring.sample(self.joint.model, key, self.observed, self.joint.max_paths)
                 info = Values()
                 for site in self._structure(dict(draw)).sites:
@@ -76,7 +110,9 @@ class PinnedModel:
             self._parameters = {k: (v.shape, v.dtype) for k, v in abstract.items()}
         return self._parameters
 
-    def _structure(self, values: Mapping[str, Any], unconstrained: Mapping[str, Any] | None = None):
+    def _structure(
+        self, values: Mapping[str, Any], unconstrained: Mapping[str, Any] | None = None
+    ) -> scoring.Run:
         """A scoring run at the first path (its sites' distributions and values)."""
         return scoring.structure(self.joint.model, values, unconstrained, self.joint.max_paths)
 
@@ -92,11 +128,38 @@ class PinnedModel:
         return dict(values)
 
     def unnormalized_log_prob(self, values: Mapping[str, Any]) -> jax.Array:
-        """``log p(values, observed)`` with free discrete variables summed out (constrained space)."""
+        """``log p(values, observed)`` with free discrete variables summed out (constrained space).
+
+        >>> import coromix.distributions as tfd
+        >>> posterior = tfd.JointDistributionCoroutine(_model).pin(x=0.5)  # the class's model
+        >>> posterior.unnormalized_log_prob({"mu": 0.0, "s": 2.0})
+        Array(-4.7881, dtype=float32)
+
+        In closed form, ``log N(0; 0, 1) + log HalfNormal(2; 1) + log N(0.5; 0, 2)``:
+
+        >>> import math
+        >>> def log_normal(x, loc, scale):
+        ...     return -0.5 * ((x - loc) / scale) ** 2 - math.log(scale * math.sqrt(2 * math.pi))
+        >>> log_half_normal = math.log(2.0) + log_normal(2.0, 0.0, 1.0)   # HalfNormal(1) at s = 2
+        >>> log_normal(0.0, 0.0, 1.0) + log_half_normal + log_normal(0.5, 0.0, 2.0)
+        -4.7881...
+        """
         return self.joint.log_prob({**self.observed, **self._split(values)})
 
     def unconstrained_log_prob(self, unconstrained: Mapping[str, Any]) -> jax.Array:
-        """Log density on unconstrained space (with the log-det-Jacobian): what NUTS samples."""
+        """Log density on unconstrained space (with the log-det-Jacobian): what NUTS samples.
+
+        >>> import math
+        >>> import coromix.distributions as tfd
+        >>> posterior = tfd.JointDistributionCoroutine(_model).pin(x=0.5)  # the class's model
+        >>> posterior.unconstrained_log_prob({"mu": 0.0, "s": math.log(2.0)})
+        Array(-4.0949, dtype=float32)
+
+        That is :meth:`unnormalized_log_prob` at ``s = 2`` plus ``log |ds/du| = log 2``:
+
+        >>> float(posterior.unnormalized_log_prob({"mu": 0.0, "s": 2.0})) + math.log(2.0)
+        -4.0949...
+        """
         u = self._split(unconstrained)
         return scoring.log_density(self.joint.model, self.observed, u, self.joint.max_paths)
 
@@ -111,26 +174,67 @@ class PinnedModel:
         ``RegimeSwitching``) the parameters' own prior is left.  The log-likelihood that tempered
         SMC raises to a power is ``unconstrained_log_prob(u) - unconstrained_log_prior(u)``
         (both at once: :meth:`unconstrained_log_prior_and_prob`).
+
+        >>> import math
+        >>> import coromix.distributions as tfd
+        >>> posterior = tfd.JointDistributionCoroutine(_model).pin(x=0.5)  # the class's model
+        >>> posterior.unconstrained_log_prior({"mu": 0.0, "s": math.log(2.0)})
+        Array(-2.4516, dtype=float32)
+
+        In closed form, ``log N(0; 0, 1) + log HalfNormal(2; 1) + log 2`` (no term for ``x``):
+
+        >>> def log_normal(x, loc, scale):
+        ...     return -0.5 * ((x - loc) / scale) ** 2 - math.log(scale * math.sqrt(2 * math.pi))
+        >>> log_half_normal = math.log(2.0) + log_normal(2.0, 0.0, 1.0)   # HalfNormal(1) at s = 2
+        >>> log_normal(0.0, 0.0, 1.0) + log_half_normal + math.log(2.0)
+        -2.4515...
         """
         return self.unconstrained_log_prior_and_prob(unconstrained)[0]
 
     def unconstrained_log_prior_and_prob(
         self, unconstrained: Mapping[str, Any]
     ) -> tuple[jax.Array, jax.Array]:
-        """``(unconstrained_log_prior(u), unconstrained_log_prob(u))`` from one run of the model."""
+        """``(unconstrained_log_prior(u), unconstrained_log_prob(u))`` from one run of the model.
+
+        >>> import math
+        >>> import coromix.distributions as tfd
+        >>> posterior = tfd.JointDistributionCoroutine(_model).pin(x=0.5)  # the class's model
+        >>> u = {"mu": 0.0, "s": math.log(2.0)}
+        >>> posterior.unconstrained_log_prior_and_prob(u)
+        (Array(-2.4516, dtype=float32), Array(-4.0949, dtype=float32))
+        >>> float(posterior.unconstrained_log_prior(u)), float(posterior.unconstrained_log_prob(u))
+        (-2.4516, -4.0949)
+        """
         u = self._split(unconstrained)
         return scoring.prior_and_joint(
             self.joint.model, self.observed, u, list(self.observed), self.joint.max_paths
         )
 
     def to_constrained(self, unconstrained: Mapping[str, Any]) -> Values:
-        """Map unconstrained parameters to the model's variables (a run of the model)."""
+        """Map unconstrained parameters to the model's variables (a run of the model).
+
+        >>> import math
+        >>> import coromix.distributions as tfd
+        >>> posterior = tfd.JointDistributionCoroutine(_model).pin(x=0.5)  # the class's model
+        >>> values = posterior.to_constrained({"mu": 0.5, "s": math.log(2.0)})
+        >>> values
+        Values(mu: float32[], s: float32[])
+        >>> {k: float(v) for k, v in values.items()}        # mu: the identity; s = exp(u)
+        {'mu': 0.5, 's': 2.0}
+        """
         u = self._split(unconstrained)
         run = self._structure(self.observed, u)
         return Values((k, run.values[k]) for k in self.parameter_shapes)
 
     def to_unconstrained(self, values: Mapping[str, Any]) -> dict[str, jax.Array]:
-        """Inverse of :meth:`to_constrained`."""
+        """Inverse of :meth:`to_constrained`.
+
+        >>> import coromix.distributions as tfd
+        >>> posterior = tfd.JointDistributionCoroutine(_model).pin(x=0.5)  # the class's model
+        >>> u = posterior.to_unconstrained({"mu": 0.5, "s": 2.0})
+        >>> {k: float(v) for k, v in u.items()}             # u = log s = log 2
+        {'mu': 0.5, 's': 0.6931}
+        """
         values = self._split(values)
         scorer = self._structure({**self.observed, **values})
         return {
@@ -142,12 +246,29 @@ class PinnedModel:
         }
 
     def prior_draw(self, seed: Any = None) -> dict[str, jax.Array]:
-        """A draw of the parameters from the prior (given the observed values), unconstrained."""
+        """A draw of the parameters from the prior (given the observed values), unconstrained.
+
+        >>> import coromix.distributions as tfd
+        >>> posterior = tfd.JointDistributionCoroutine(_model).pin(x=0.5)  # the class's model
+        >>> u = posterior.prior_draw(seed=0)
+        >>> {k: v.shape for k, v in u.items()}
+        {'mu': (), 's': ()}
+        >>> values = posterior.to_constrained(u)            # back through s = exp(u)
+        >>> bool(abs(values["s"] - jnp.exp(u["s"])) < 1e-6), bool(values["s"] > 0)
+        (True, True)
+        """
         draw = scoring.sample(self.joint.model, as_key(seed), self.observed, self.joint.max_paths)
         return self.to_unconstrained({k: draw[k] for k in self.parameter_shapes})
 
     def init(self, seed: Any = None, *, radius: float = 2.0) -> dict[str, jax.Array]:
-        """A starting point: uniform in ``(-radius, radius)`` on unconstrained space (Stan's default)."""
+        """A starting point: uniform in ``(-radius, radius)`` on unconstrained space (Stan's default).
+
+        >>> import coromix.distributions as tfd
+        >>> posterior = tfd.JointDistributionCoroutine(_model).pin(x=0.5)  # the class's model
+        >>> u = posterior.init(seed=0, radius=0.5)
+        >>> sorted(u), all(-0.5 < float(v) < 0.5 for v in u.values())
+        (['mu', 's'], True)
+        """
         key = as_key(seed)
         info = self.parameter_info()
         keys = jax.random.split(key, max(len(info), 1))
@@ -155,3 +276,17 @@ class PinnedModel:
             k: jax.random.uniform(kk, shape, dtype, -radius, radius)
             for kk, (k, (shape, dtype)) in zip(keys, info.items())
         }
+
+
+def _model() -> Generator[Any, Any, None]:
+    """The model of the class docstring, for the methods' doctests.
+
+    >>> import coromix.distributions as tfd
+    >>> tfd.JointDistributionCoroutine(_model).variable_names
+    ['mu', 's', 'x']
+    """
+    from coromix.distributions import HalfNormal, Normal
+
+    mu = yield Normal(0.0, 1.0)
+    s = yield HalfNormal(1.0)
+    x = yield Normal(mu, s)

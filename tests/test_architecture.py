@@ -65,11 +65,12 @@ from pathlib import Path
 PACKAGE = "coromix"
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-#: Function-level edges (source, target) allowed to close a cycle: re-exports for users, loaded
-#: on first access by a module ``__getattr__`` (PEP 562), that no coromix module relies on.
+#: Function-level edges (source, target) allowed to close a cycle, with the names they carry:
+#: re-exports for users, loaded on first access by a module ``__getattr__`` (PEP 562), that no
+#: coromix module reads from the source (checked below).
 LAZY_REEXPORTS = {
     # TFP's spelling `tfd.JointDistributionCoroutine`; the model layer sits above distributions
-    ("coromix.distributions", "coromix.joint"),
+    ("coromix.distributions", "coromix.joint"): {"JointDistributionCoroutine"},
 }
 
 
@@ -304,7 +305,16 @@ def may_use(user: str, owner: str) -> bool:
     return is_package(owner) and modules()[user].parent == modules()[owner].parent
 
 
-def private_uses(module: str) -> Iterator[PrivateUse]:
+@cache
+def name_uses(module: str) -> tuple[tuple[str, str, int], ...]:
+    return tuple(find_name_uses(module))
+
+
+def find_name_uses(module: str) -> Iterator[tuple[str, str, int]]:
+    """``(owner module, name, line)`` for each name that ``module`` reads from a coromix module:
+    by ``from coromix.m import name``, by importing a submodule ``coromix.m.name``, and by an
+    attribute ``m.name`` on a name the file binds to a coromix module (the names the owner
+    defines at its top level, or its submodules)."""
     bound: dict[str, str] = {}  # local name -> coromix module it is bound to by an import
     for node, _ in imports(module):
         if isinstance(node, ast.Import):
@@ -316,15 +326,14 @@ def private_uses(module: str) -> Iterator[PrivateUse]:
                 else:
                     bound[alias.name.partition(".")[0]] = PACKAGE
                 parent, _, last = alias.name.rpartition(".")
-                if parent and is_private(last):
-                    yield PrivateUse(module, parent, last, node.lineno)
+                if parent:
+                    yield parent, last, node.lineno
         else:
             base = from_base(module, node)
             if not in_package(base):
                 continue
             for alias in node.names:
-                if is_private(alias.name):
-                    yield PrivateUse(module, base, alias.name, node.lineno)
+                yield base, alias.name, node.lineno
                 if f"{base}.{alias.name}" in modules():
                     bound[alias.asname or alias.name] = f"{base}.{alias.name}"
 
@@ -339,17 +348,35 @@ def private_uses(module: str) -> Iterator[PrivateUse]:
         return None
 
     for node in ast.walk(tree(module)):
-        if isinstance(node, ast.Attribute) and is_private(node.attr):
+        if isinstance(node, ast.Attribute):
             owner = resolve(node.value)
             if owner is not None and (
                 node.attr in top_level_names(owner) or f"{owner}.{node.attr}" in modules()
             ):
-                yield PrivateUse(module, owner, node.attr, node.lineno)
+                yield owner, node.attr, node.lineno
+
+
+def private_uses(module: str) -> Iterator[PrivateUse]:
+    for owner, name, line in name_uses(module):
+        if is_private(name):
+            yield PrivateUse(module, owner, name, line)
 
 
 def test_no_use_of_other_modules_private_names():
     found = [use for m in modules() for use in private_uses(m) if not may_use(use.user, use.owner)]
     assert not found, "private names used outside their module:\n" + "\n".join(map(str, found))
+
+
+def test_no_module_reads_a_lazy_reexport():
+    """Inside coromix, a lazily re-exported name is imported from where it is defined."""
+    found = [
+        f"{m} line {line}: {owner}.{name} (import it from {target})"
+        for m in modules()
+        for owner, name, line in name_uses(m)
+        for (source, target), names in LAZY_REEXPORTS.items()
+        if owner == source and name in names
+    ]
+    assert not found, "lazy re-exports read inside coromix:\n" + "\n".join(found)
 
 
 def test_find_cycles_reports_the_shortest_cycle_of_each_group():

@@ -7,23 +7,24 @@ Two mechanisms, chosen by the shape of the discrete variable:
   concrete value, and the paths' log densities are combined with log-sum-exp.  The paths are found by
   a depth-first replay of the model; their number is bounded by ``max_paths``.
 
-* **Plates.** A finite discrete variable with a batch shape ``S`` stands for ``S`` independent choices.
+* **Plates.**  A finite discrete variable with a batch shape ``S`` stands for ``S`` independent choices.
   It is given all its values at once along a new axis on the left (an *enumeration dim*): the ``j``-th
-  enumerated variable of a run receives the value ``support`` of shape ``(K_j,) + (1,) * (j + len(S))``,
-  which broadcasts against anything of shape ``S`` (as in NumPyro and Pyro).  Later
-  terms that depend on it (by indexing ``mu[z]`` or ``jnp.where``) carry that axis; at the end, per plate
-  element, the terms that carry enumeration dims are summed and log-sum-exp'ed over those dims:
+  enumerated variable of a run receives the value ``support`` of shape ``(K_j,) + (1,) * (j + R)``,
+  which broadcasts against anything of the model's plate frame of rank ``R`` (as in NumPyro and
+  Pyro).  Later terms that depend on it (by indexing ``mu[z]`` or ``jnp.where``) carry that axis; at
+  the end the terms are contracted plate by plate (:class:`PlateEnumerator`): for one plate,
 
       log p = sum(terms without enumeration dims)
               + sum_{s in S} logsumexp_{k_0..k_E} sum(terms with enumeration dims)[k_E, .., k_0, s]
 
-  This costs ``O(prod_j K_j * |S|)`` work, not ``K^|S|``.
+  ``O(prod_j K_j * |S|)`` work, not ``K^|S|``; nested plates (a cluster per group of shape
+  ``(G, 1)``, a component per observation of shape ``(G, N)``) are summed from the inner plate out.
 
 Contract for plates: terms yielded before the first plate variable are free of it (declare global
-parameters first).  After a plate variable of shape ``S`` is enumerated, every term's batch shape
-(the shape of its ``log_prob``) is ``S``, a shape of rank at most ``len(S)`` without the plate
-dims, or has the enumeration dims on its left followed by exactly ``S``.  Extra per-element dimensions belong in the event
-(``Independent``/``Sample``).  Shapes that break this raise an error rather than give a wrong number.
+parameters first).  Shapes are matched from the right; a term that depends on a plate variable
+keeps its plate dims (extra per-element dimensions belong in the event: ``Independent``/``Sample``),
+and plates that cross in one term cannot be summed exactly.  Shapes that break this raise an error
+rather than give a wrong number.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _base_for_plate(dist: Distribution) -> Distribution | None:
         return None
     if type(dist).__name__ == "Sample" and tuple(inner.batch_shape) != ():
         raise EnumerationError(
-            f"{dist._label()}: a Sample of a batched discrete distribution cannot be enumerated; "
+            f"{type(dist).__name__}: a Sample of a batched discrete distribution cannot be enumerated; "
             f"give the Categorical the full batch shape instead"
         )
     return _base_for_plate(inner) or inner

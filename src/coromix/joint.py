@@ -80,6 +80,9 @@ class JointDistributionCoroutine:
         self.name = name or getattr(model, "__name__", "model")
         self._shapes: dict[str, jax.ShapeDtypeStruct] | None = None
         self._compiled: dict[Any, Callable | None] = {}
+        # Compiled programs of the samplers (keyed by the sampler, its settings and the shapes of
+        # the observed values), kept with the model so that a second fit does not recompile.
+        self.program_cache: dict[Any, Any] = {}
 
     def __repr__(self) -> str:
         return f"JointDistributionCoroutine({self.name})"

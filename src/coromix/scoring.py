@@ -224,7 +224,15 @@ class Run(_Handler):
     support's bijection, adding the log-det-Jacobian.
     """
 
-    def __init__(self, values, unconstrained, chooser, index, paths, frame_ranks=None):
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        unconstrained: Mapping[str, Any] | None,
+        chooser: enum.PathChooser,
+        index: jax.Array | None,
+        paths: Collection[str],
+        frame_ranks: dict[tuple, tuple[int, dict[str, int]]] | None = None,
+    ):
         super().__init__(chooser, index, paths)
         self.given = values
         self.unconstrained = unconstrained or {}
@@ -236,7 +244,7 @@ class Run(_Handler):
         self.values: dict[str, Any] = {}
         self.chains: dict[str, tuple[Distribution, Any]] = {}
 
-    def __call__(self, name: str, dist: Distribution):
+    def __call__(self, name: str, dist: Distribution) -> Any:
         self.names.append(name)
         scalar = is_scalar_choice(dist)
         if name in self.given:

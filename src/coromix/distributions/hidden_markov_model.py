@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from coromix import constraints, markov
 from coromix.distributions.categorical import Categorical
@@ -180,11 +181,11 @@ class HiddenMarkovModel(MarkovChain):
         return (self.num_steps,) + tuple(self.observation_distribution.event_shape)
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.Independent(self.observation_distribution.support, 1)
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         return self.observation_distribution.dtype
 
     @property

@@ -29,12 +29,13 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from coromix import constraints, runner
 from coromix.distributions.distribution import Distribution, is_scalar_choice
 from coromix.distributions.markov_chain import MarkovChain
 from coromix.runner import Values
-from coromix.utils import as_key
+from coromix.utils import Shape, as_key
 
 
 class _StepScorer:
@@ -195,11 +196,11 @@ class RegimeSwitching(MarkovChain):
         return self.structure()[1]
 
     @property
-    def batch_shape(self):
+    def batch_shape(self) -> Shape:
         return ()
 
     @property
-    def event_shape(self):
+    def event_shape(self) -> Shape:
         _, _, shapes = self.structure()
         if len(shapes) == 1:
             return (self.num_steps,) + tuple(next(iter(shapes.values())).shape)
@@ -208,11 +209,11 @@ class RegimeSwitching(MarkovChain):
         )
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.real
 
     @property
-    def dtype(self):
+    def dtype(self) -> DTypeLike:
         _, _, shapes = self.structure()
         return next(iter(shapes.values())).dtype
 

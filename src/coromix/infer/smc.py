@@ -159,7 +159,7 @@ def smc(
     keys = jax.random.key_data(jax.random.split(as_key(seed), num_runs))
 
     start = time.perf_counter()
-    compiled = joint._compiled.get(cache_key)
+    compiled = joint.program_cache.get(cache_key)
     if compiled is None:
         if progress:
             _say(f"compiling SMC for {joint.name} ({num_runs} runs x {num_particles} particles)")
@@ -171,7 +171,7 @@ def smc(
             progress=progress,
         )
         compiled = program.lower(keys, observed_arrays).compile()
-        joint._compiled[cache_key] = compiled
+        joint.program_cache[cache_key] = compiled
     compile_time = time.perf_counter() - start
     start = time.perf_counter()
     out = jax.block_until_ready(compiled(keys, observed_arrays))

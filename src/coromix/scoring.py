@@ -455,7 +455,25 @@ def log_density(
     unconstrained: Mapping[str, Any] | None,
     max_paths: int,
 ) -> jax.Array:
-    """``log p(values)``, every free finite discrete variable summed out (one draw)."""
+    """``log p(values)``, every free finite discrete variable summed out (one draw).
+
+    A change point ``s`` in ``{0, 1, 2}`` over three counts, summed out in one vectorized run
+    (``jnp.where`` needs no concrete ``s``), against the sum over ``s`` written out:
+
+    >>> import jax.numpy as jnp
+    >>> from scipy import stats
+    >>> from scipy.special import logsumexp
+    >>> import coromix.distributions as tfd
+    >>> def change_point():
+    ...     s = yield tfd.Categorical(probs=jnp.full(3, 1 / 3), name="s")
+    ...     yield tfd.Poisson(jnp.where(jnp.arange(3) < s, 4.0, 1.0), name="y")
+    >>> y = jnp.array([5.0, 3.0, 1.0])
+    >>> got = log_density(change_point, {"y": y}, None, max_paths=1024)
+    >>> rates = [[4.0 if t < s else 1.0 for t in range(3)] for s in range(3)]
+    >>> ref = logsumexp([stats.poisson.logpmf(y, r).sum() - jnp.log(3) for r in rates])
+    >>> bool(abs(got - ref) < 1e-5)
+    True
+    """
     out, _ = _score(model, values, unconstrained, lambda h: h.log_density(), max_paths)
     return jax.nn.logsumexp(out)
 
@@ -507,7 +525,25 @@ def _in_model_order(first: Run, out: Mapping[str, Any]) -> Values:
 
 
 def discrete_posterior(model: Callable, values: Mapping[str, Any], max_paths: int) -> Values:
-    """Exact ``p(choice | values)`` of every free discrete variable (one draw)."""
+    """Exact ``p(choice | values)`` of every free discrete variable (one draw).
+
+    Scalar choices get ``(K,)`` probabilities; plate variables ``shape + (K,)``, here a cluster
+    per group ``c`` (shape ``(2, 1)``) with a component per observation ``z`` (shape ``(2, 3)``):
+
+    >>> import jax.numpy as jnp
+    >>> import coromix.distributions as tfd
+    >>> def nested():
+    ...     c = yield tfd.Categorical(probs=jnp.full((2, 1, 2), 0.5), name="c")
+    ...     theta = jnp.array([[0.9, 0.1], [0.1, 0.9]])
+    ...     z = yield tfd.Categorical(probs=theta[c] * jnp.ones((3, 1)), name="z")
+    ...     yield tfd.Normal(jnp.array([-2.0, 2.0])[z], 1.0, name="y")
+    >>> y = jnp.array([[-2.1, -1.9, -2.0], [2.0, 2.2, 1.8]])
+    >>> post = discrete_posterior(nested, {"y": y}, max_paths=1024)
+    >>> post["c"].shape, post["z"].shape
+    ((2, 1, 2), (2, 3, 2))
+    >>> post["c"][:, 0, 0].tolist()  # p(c_g = 0); brute force: 0.99862, 0.00138
+    [0.9986, 0.0014]
+    """
 
     def finish(h):
         return {

@@ -7,7 +7,8 @@ exactly, so NUTS can fit the continuous parameters, and the posterior of the cho
 __version__ = "0.1.0"
 
 from coromix import distributions
+from coromix.distributions.factor import factor
 from coromix.infer import map, nuts, relabel, smc
 from coromix.results import Posterior
 
-__all__ = ["Posterior", "__version__", "distributions", "map", "nuts", "relabel", "smc"]
+__all__ = ["Posterior", "__version__", "distributions", "factor", "map", "nuts", "relabel", "smc"]

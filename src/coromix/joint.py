@@ -79,6 +79,7 @@ class JointDistributionCoroutine:
         self.max_paths = int(max_paths)
         self.name = name or getattr(model, "__name__", "model")
         self._shapes: dict[str, jax.ShapeDtypeStruct] | None = None
+        self._factors: list[str] | None = None
         self._compiled: dict[Any, Callable | None] = {}
         # Compiled programs of the samplers (keyed by the sampler, its settings and the shapes of
         # the observed values), kept with the model so that a second fit does not recompile.
@@ -152,6 +153,17 @@ class JointDistributionCoroutine:
             # Values (not dict) keeps model order through the pytree round trip
             self._shapes = jax.eval_shape(lambda k: self._sample_one(k, {}), jax.random.key(0))
         return self._shapes
+
+    @property
+    def factor_names(self) -> list[str]:
+        """The names of the model's factor terms (:class:`~coromix.distributions.Factor`).
+
+        >>> _example().factor_names
+        []
+        """
+        if self._factors is None:
+            self._factors = scoring.factor_names(self.model, self.max_paths)
+        return self._factors
 
     @property
     def variable_names(self) -> list[str]:
@@ -246,13 +258,15 @@ class JointDistributionCoroutine:
         [-1.4852, -1.4189, -2.0939]
         """
         observed = list(observed)
-        unknown = [n for n in observed if n not in self.event_shapes()]
+        known = [*self.event_shapes(), *self.factor_names]
+        unknown = [n for n in observed if n not in known]
         if unknown:
             raise ValueError(
                 f"observed={unknown}: no such variable in the model; its variables "
                 f"are {self.variable_names}"
+                + (f" and its factors {self.factor_names}" if self.factor_names else "")
             )
-        missing = [n for n in observed if n not in values]
+        missing = [n for n in observed if n not in values and n not in self.factor_names]
         if missing:
             raise ValueError(f"the log-likelihood of {missing} needs their observed values")
         return self._call(

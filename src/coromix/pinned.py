@@ -100,7 +100,8 @@ class PinnedModel:
                 draw = scoring.sample(self.joint.model, key, self.observed, self.joint.max_paths)
                 info = Values()
                 for site in self._structure(dict(draw)).sites:
-                    if site.name in self.observed or site.distribution.is_discrete:
+                    dist = site.distribution
+                    if site.name in self.observed or dist.is_discrete or dist.is_factor:
                         continue
                     bij = transforms.biject_to(site.distribution.support)
                     info[site.name] = bij.inverse(jnp.asarray(site.value))

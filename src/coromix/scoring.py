@@ -56,6 +56,7 @@ __all__ = [
     "check_values",
     "discrete_mode",
     "discrete_posterior",
+    "factor_names",
     "log_density",
     "pointwise_log_likelihood",
     "prior_and_joint",
@@ -184,11 +185,15 @@ class _Sampler(_Handler):
     def __init__(self, key, given, chooser, index, paths):
         super().__init__(chooser, index, paths)
         self.key, self.given = key, given
+        self.factors: list[str] = []
         self.values: dict[str, jax.Array] = {}
         self.on_path = jnp.asarray(True)
 
     def __call__(self, name: str, dist: Distribution):
         self.names.append(name)
+        if dist.is_factor:  # not a variable: nothing to draw
+            self.factors.append(name)
+            return jnp.zeros(dist.batch_shape, dist.dtype)
         scalar = is_scalar_choice(dist)
         if name in self.given:
             value = jnp.asarray(self.given[name])
@@ -243,9 +248,14 @@ class Run(_Handler):
         self.choice_values: dict[str, Any] = {}  # free scalar choices (path or tensor)
         self.values: dict[str, Any] = {}
         self.chains: dict[str, tuple[Distribution, Any]] = {}
+        self.factors: list[str] = []  # names of the factor terms (not variables)
 
     def __call__(self, name: str, dist: Distribution) -> Any:
         self.names.append(name)
+        if dist.is_factor:  # a term of the log density; no value, whatever is given
+            self.plates.add(name, _wrap_errors(name, dist, lambda: dist.log_prob(None)))
+            self.factors.append(name)
+            return jnp.zeros(dist.batch_shape, dist.dtype)
         scalar = is_scalar_choice(dist)
         if name in self.given:
             value = self.given[name]
@@ -435,6 +445,22 @@ def sample(model: Callable, key: jax.Array, given: Mapping[str, Any], max_paths:
     return Values((n, out["values"][n][which]) for n in names)
 
 
+def factor_names(model: Callable, max_paths: int) -> list[str]:
+    """The names of the model's factor terms, in model order (from an abstract run)."""
+    found: list[_Handler] = []
+
+    def run(key):
+        def make(chooser, index, paths):
+            return _Sampler(key, {}, chooser, index, paths)
+
+        out, first = _runs(model, make, lambda h: jnp.zeros(()), max_paths)
+        found.append(first)
+        return out
+
+    jax.eval_shape(run, jax.random.key(0))
+    return list(found[0].factors)
+
+
 def structure(
     model: Callable,
     values: Mapping[str, Any],
@@ -485,11 +511,15 @@ def prior_and_joint(
     leave_out: Collection[str],
     max_paths: int,
 ) -> tuple[jax.Array, jax.Array]:
-    """``(log p with the terms of leave_out left out, log p)``, choices summed out, one run."""
+    """``(log p with the terms of leave_out left out, log p)``, choices summed out, one run.
+
+    Factor terms are left out of the first too: it is the density that ancestral sampling draws
+    from (tempered SMC starts there and counts factors with the likelihood).
+    """
     leave_out = list(leave_out)
 
     def finish(h):
-        return h.log_density(leave_out), h.log_density()
+        return h.log_density(leave_out + h.factors), h.log_density()
 
     (prior, joint), _ = _score(model, values, unconstrained, finish, max_paths)
     return jax.nn.logsumexp(prior), jax.nn.logsumexp(joint)

@@ -21,6 +21,7 @@ from coromix.distributions.cauchy import Cauchy
 from coromix.distributions.dirichlet import Dirichlet
 from coromix.distributions.distribution import Distribution
 from coromix.distributions.exponential import Exponential
+from coromix.distributions.factor import Factor
 from coromix.distributions.gamma import Gamma
 from coromix.distributions.half_cauchy import HalfCauchy
 from coromix.distributions.half_normal import HalfNormal
@@ -51,6 +52,7 @@ __all__ = [
     "Dirichlet",
     "Distribution",
     "Exponential",
+    "Factor",
     "Gamma",
     "HalfCauchy",
     "HalfNormal",

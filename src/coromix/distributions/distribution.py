@@ -50,6 +50,8 @@ class Distribution(Yieldable):
     parameter_names: ClassVar[tuple[str, ...]] = ()
     static_names: ClassVar[tuple[str, ...]] = ()
     is_discrete: ClassVar[bool] = False
+    # A term added to the log density, not a variable (:class:`coromix.distributions.Factor`).
+    is_factor: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

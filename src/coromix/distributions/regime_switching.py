@@ -62,6 +62,9 @@ class _StepScorer:
             value = support[self.regime]
             self.log_prob = self.log_prob + dist.log_prob(value)
             return value
+        if dist.is_factor:  # a term of this step, not an observation
+            self.log_prob = self.log_prob + jnp.sum(dist.log_prob(None))
+            return jnp.zeros(dist.batch_shape, dist.dtype)
         if is_scalar_choice(dist) and self.observed is not None and name not in self.observed:
             raise ValueError(
                 f"RegimeSwitching: only one regime per step; {name!r} is a second discrete choice"
@@ -358,6 +361,8 @@ class _StepSampler:
         if self.regime_draw is None:
             self.regime_draw = dist.sample(seed=self.regime_key).astype(jnp.int32)
             return np.asarray(dist.enumerate_support())[self.regime]
+        if dist.is_factor:  # sampling ignores factors
+            return jnp.zeros(dist.batch_shape, dist.dtype)
         value = dist.sample(seed=jax.random.fold_in(self.obs_key, len(self.observations)))
         self.observations[name] = value
         return value

@@ -125,7 +125,10 @@ class JointDistributionCoroutine:
 
         def sample(key: jax.Array, given: dict[str, jax.Array]) -> Values:
             draws = jax.vmap(lambda k: self._sample_one(k, given))(jax.random.split(key, n))
-            return Values((k, v.reshape(shape + v.shape[1:])) for k, v in draws.items())
+            return Values(
+                (k, jax.tree_util.tree_map(lambda x: x.reshape(shape + x.shape[1:]), v))
+                for k, v in draws.items()
+            )
 
         return self._call(("sample", shape), sample, as_key(seed), given)
 

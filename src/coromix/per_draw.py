@@ -94,17 +94,20 @@ def map_draws(
     shapes = jax.eval_shape(fn, {k: v[0] for k, v in flat.items()}, keys[0])
     if not shapes:
         return Values()
-    per_draw = sum(math.prod(s.shape) for s in shapes.values())
+    per_draw = sum(math.prod(s.shape) for s in jax.tree_util.tree_leaves(shapes))
     batch_size = max(1, min(total, _CHUNK_ELEMENTS // max(per_draw, 1)))
     out = jax.jit(lambda f, k: jax.lax.map(lambda a: fn(*a), (f, k), batch_size=batch_size))(
         flat, keys
     )
-    return Values((k, np.asarray(v).reshape(leading + v.shape[1:])) for k, v in out.items())
+    return Values(
+        (k, jax.tree_util.tree_map(lambda x: np.asarray(x).reshape(leading + x.shape[1:]), v))
+        for k, v in out.items()
+    )
 
 
 def _with(observed: Mapping[str, Any], draw: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     """The values of one draw together with the observed ones (the draw wins)."""
-    return {**{k: jnp.asarray(v) for k, v in observed.items()}, **draw}
+    return {**{k: jax.tree_util.tree_map(jnp.asarray, v) for k, v in observed.items()}, **draw}
 
 
 def discrete_posterior(

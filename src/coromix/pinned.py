@@ -59,13 +59,23 @@ class PinnedModel:
     def __init__(self, joint: JointDistributionCoroutine, observed: Mapping[str, Any]) -> None:
         self.joint = joint
         shapes = joint.event_shapes()
-        _, arrays = scoring.check_values(shapes, observed)
-        for k, v in arrays.items():
-            if v.shape != shapes[k].shape:
-                raise ValueError(
-                    f"observed value for {k!r} has shape {v.shape}; pin() takes one "
-                    f"draw's shape {shapes[k].shape}"
+        batch, arrays = scoring.check_values(shapes, observed)
+        if batch:
+            k, v = next(
+                (k, v)
+                for k, v in arrays.items()
+                if any(
+                    x.shape != s.shape
+                    for x, s in zip(
+                        jax.tree_util.tree_leaves(v), jax.tree_util.tree_leaves(shapes[k])
+                    )
                 )
+            )
+            got = jax.tree_util.tree_map(jnp.shape, v)
+            want = jax.tree_util.tree_map(lambda s: s.shape, shapes[k])
+            raise ValueError(
+                f"observed value for {k!r} has shape {got}; pin() takes one draw's shape {want}"
+            )
         self.observed = arrays
         self._parameters: dict[str, tuple[tuple[int, ...], Any]] | None = None
 

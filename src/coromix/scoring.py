@@ -98,7 +98,12 @@ def _frame_ranks(model: Callable) -> dict[tuple, tuple[int, dict[str, int]]]:
 
 def _shapes_key(*mappings: Mapping[str, Any] | None) -> tuple:
     return tuple(
-        tuple(sorted((name, tuple(jnp.shape(v))) for name, v in (m or {}).items()))
+        tuple(
+            sorted(
+                (name, str(jax.tree_util.tree_map(lambda x: tuple(jnp.shape(x)), v)))
+                for name, v in (m or {}).items()
+            )
+        )
         for m in mappings
     )
 
@@ -196,7 +201,7 @@ class _Sampler(_Handler):
             return jnp.zeros(dist.batch_shape, dist.dtype)
         scalar = is_scalar_choice(dist)
         if name in self.given:
-            value = jnp.asarray(self.given[name])
+            value = jax.tree_util.tree_map(jnp.asarray, self.given[name])
             self.values[name] = value
             if not scalar:
                 return value
@@ -439,10 +444,8 @@ def sample(model: Callable, key: jax.Array, given: Mapping[str, Any], max_paths:
 
     out, first = _runs(model, make, finish, max_paths)
     names = list(first.values)
-    if out["on_path"].shape[0] == 1:
-        return Values((n, out["values"][n][0]) for n in names)
-    which = jnp.argmax(out["on_path"])
-    return Values((n, out["values"][n][which]) for n in names)
+    which = 0 if out["on_path"].shape[0] == 1 else jnp.argmax(out["on_path"])
+    return Values((n, jax.tree_util.tree_map(lambda x: x[which], out["values"][n])) for n in names)
 
 
 def factor_names(model: Callable, max_paths: int) -> list[str]:
@@ -620,7 +623,9 @@ def sample_discrete(
         which = jnp.argmax(out["log_w"])
     else:
         which = jax.random.categorical(jax.random.split(key)[0], out["log_w"])
-    return _in_model_order(first, {n: v[which] for n, v in out["draw"].items()})
+    return _in_model_order(
+        first, {n: jax.tree_util.tree_map(lambda x: x[which], v) for n, v in out["draw"].items()}
+    )
 
 
 def discrete_mode(model: Callable, values: Mapping[str, Any], max_paths: int) -> Values:
@@ -648,22 +653,36 @@ def check_values(
         )
     batch: tuple[int, ...] = ()
     arrays = {}
-    for k, v in values.items():
-        v = jnp.asarray(v)
-        site = shapes[k].shape
-        if v.shape[v.ndim - len(site) :] != site or v.ndim < len(site):
-            raise ValueError(
-                f"value for {k!r} has shape {v.shape}; expected shape {site} "
-                f"(one draw) with optional leading batch dims"
-            )
-        try:
-            batch = jnp.broadcast_shapes(batch, v.shape[: v.ndim - len(site)])
-        except ValueError:
-            raise ValueError(
-                f"value for {k!r} has batch shape {v.shape[: v.ndim - len(site)]}, "
-                f"which does not broadcast with the others' {batch}"
-            ) from None
-        arrays[k] = v
+    for k, value in values.items():
+        # a variable's value is an array, or a mapping of arrays (several observations per step)
+        if isinstance(shapes[k], Mapping):
+            if not isinstance(value, Mapping) or set(value) != set(shapes[k]):
+                raise ValueError(
+                    f"value for {k!r} must be a mapping with the keys {list(shapes[k])} (one "
+                    f"array per observation of the step); got {type(value).__name__}"
+                    + (f" with keys {list(value)}" if isinstance(value, Mapping) else "")
+                )
+            parts = {part: (f"{k}[{part!r}]", value[part], shapes[k][part]) for part in shapes[k]}
+        else:
+            parts = {None: (repr(k), value, shapes[k])}
+        checked = {}
+        for part, (label, v, struct) in parts.items():
+            v = jnp.asarray(v)
+            site = struct.shape
+            if v.shape[v.ndim - len(site) :] != site or v.ndim < len(site):
+                raise ValueError(
+                    f"value for {label} has shape {v.shape}; expected shape {site} "
+                    f"(one draw) with optional leading batch dims"
+                )
+            try:
+                batch = jnp.broadcast_shapes(batch, v.shape[: v.ndim - len(site)])
+            except ValueError:
+                raise ValueError(
+                    f"value for {label} has batch shape {v.shape[: v.ndim - len(site)]}, "
+                    f"which does not broadcast with the others' {batch}"
+                ) from None
+            checked[part] = v
+        arrays[k] = checked.get(None, checked)
     return tuple(batch), arrays
 
 
@@ -682,7 +701,13 @@ def batched(
         return fn(arrays) if key is None else fn(arrays, key)
     n = int(np.prod(batch))
     flat = {
-        k: jnp.broadcast_to(v, batch + shapes[k].shape).reshape((n,) + shapes[k].shape)
+        k: jax.tree_util.tree_map(
+            lambda x, struct: jnp.broadcast_to(x, batch + struct.shape).reshape(
+                (n,) + struct.shape
+            ),
+            v,
+            shapes[k],
+        )
         for k, v in arrays.items()
     }
     if key is None:

@@ -99,3 +99,5 @@ def test_nuts_posterior_predictive_with_two_observations():
     assert set(predictive["obs"]) == {"u", "v"}
     assert predictive["obs"]["u"].shape[-1] == T
     assert post.discrete_posterior()["obs_s"].shape[-2:] == (T, 2)
+    idata = post.to_arviz()
+    assert set(idata.observed_data) == {"obs.u", "obs.v"}

@@ -68,11 +68,23 @@ def inference_data(
     """
     dims = dims or {}
     datasets = {
-        group: _dataset(group, data, dims.get(group), attrs or {})
+        group: _dataset(group, _flat(data), dims.get(group), attrs or {})
         for group, data in groups.items()
         if data
     }
     return _az().InferenceData(**datasets)
+
+
+def _flat(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A variable whose value is a mapping (several observations of a regime step) becomes one
+    variable per entry, named ``{variable}.{entry}``."""
+    out = {}
+    for name, value in data.items():
+        if isinstance(value, Mapping):
+            out.update({f"{name}.{part}": v for part, v in value.items()})
+        else:
+            out[name] = value
+    return out
 
 
 def to_netcdf(idata: az.InferenceData, path: str | os.PathLike[str]) -> None:

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import jax
 import numpy as np
 
 from coromix import _arviz, labels, per_draw
@@ -99,7 +100,9 @@ class Posterior:
         order = [k for k in SAMPLE_STATS if k in stats]
         order += [k for k in stats if k not in SAMPLE_STATS]
         self.sample_stats = {k: np.asarray(stats[k]) for k in order}
-        self.observed = {k: np.asarray(v) for k, v in (observed or {}).items()}
+        self.observed = {
+            k: jax.tree_util.tree_map(np.asarray, v) for k, v in (observed or {}).items()
+        }
         self.model = model
         self.attrs = dict(attrs or {})
         self._discrete_posterior: Values | None = None

@@ -273,9 +273,9 @@ def test_nuts_on_a_non_exchangeable_ordered_prior_matches_rejection_draws():
     def model():
         phi = yield Ordered(Normal(jnp.array([0.0, 3.0]), 1.0))
 
-    post = cm.nuts(model, num_chains=2, num_warmup=300, num_samples=300, seed=0, progress=False)
+    post = cm.nuts(model, num_chains=4, num_warmup=500, num_samples=500, seed=0, progress=False)
     draws = np.asarray(post.samples["phi"])  # (chain, draw, 2)
-    assert draws.shape == (2, 300, 2) and np.all(np.diff(draws, axis=-1) > 0)
+    assert draws.shape == (4, 500, 2) and np.all(np.diff(draws, axis=-1) > 0)
     summary = post.summary()
     reference = _reference_draws([0.0, 3.0], 1.0)
     for k in range(2):
@@ -284,4 +284,4 @@ def test_nuts_on_a_non_exchangeable_ordered_prior_matches_rejection_draws():
         )
         diff = draws[..., k].mean() - reference[:, k].mean()
         assert abs(diff) < 4 * mcse, (k, draws[..., k].mean(), reference[:, k].mean(), mcse)
-    assert float(summary["r_hat"].max()) < 1.05
+    assert float(summary["r_hat"].max()) <= 1.01  # summary rounds to 2 decimals

@@ -42,9 +42,12 @@ class Ordered(Distribution):
     Stan's meaning, the base density evaluated at the ordered vector, ``prod_k p_k(x_k)``, with no
     ``K!``.  It is **unnormalized**: its integral over the ordered cone is
     ``Z = P(a base draw is increasing) < 1`` (``Phi(3 / sqrt 2) = 0.983`` for the example), a
-    constant that changes neither NUTS nor MAP but does change model evidence (SMC's
-    ``log_evidence``) by ``log Z``; the distribution it stands for, and what ``sample`` draws, is
-    the base conditioned on being increasing.  Which case applies is decided from the parameter
+    constant that changes neither NUTS nor MAP (nor their posteriors) but is off by ``log Z`` in
+    anything that integrates ``exp(log_prob)`` itself as a normalized prior (``jd.log_prob``, a
+    Laplace or bridge-sampling evidence).  The distribution it stands for, and what ``sample``
+    draws, is the normalized one, the base conditioned on being increasing: SMC starts from such
+    draws and tempers only the likelihood, so its ``log_evidence`` is that of the normalized prior,
+    and prior predictive draws are right too.  Which case applies is decided from the parameter
     values along the K axis (also under ``jit``): ``log(K!)`` is added exactly where they are all
     equal, a set a continuous random parameter vector hits with probability zero.
 
@@ -64,8 +67,17 @@ class Ordered(Distribution):
     parameters are concrete a pilot of base draws estimates ``Z`` first and raises a
     ``ValueError`` (which names the variable inside a model) if fewer than 20 acceptances are
     expected in ``max_tries`` rounds; a draw still not accepted after ``max_tries`` raises one too
-    (also under ``jit``), never returning NaN or an unsorted vector.  Order the base's parameters
-    increasingly to make ``Z`` large.  ``log_prob`` (all that NUTS and MAP use) needs no sampling.
+    (under ``jit`` or ``vmap`` from a host callback on the accepted flags, as JAX's runtime error
+    carrying the message), never returning NaN or an unsorted vector.  Order the base's
+    parameters increasingly to make ``Z`` large.  ``log_prob`` (all that NUTS and MAP use) needs
+    no sampling.
+
+    Args:
+        distribution: the base, continuous with scalar events, support ``real`` or ``positive``
+            and a last batch dimension of K.
+        positive: restrict to ``x_1 > 0`` (Stan's ``positive_ordered``); implied by a positive
+            base.
+        max_tries: the most rejection rounds per ``sample`` call (static).
 
     >>> from coromix.distributions import Normal
     >>> d = Ordered(Normal(jnp.zeros(2), 1.0))
@@ -91,8 +103,6 @@ class Ordered(Distribution):
     positive ordered vector
     >>> float(pos.log_prob([-0.5, 2.5])), bool(jnp.all(pos.sample(1000, seed=0) > 0))
     (-inf, True)
-
-    The base must be continuous with scalar events and support ``real`` or ``positive``.
     """
 
     parameter_names = ("distribution",)

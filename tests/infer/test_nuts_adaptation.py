@@ -1,0 +1,84 @@
+"""cm.nuts's one-loop warmup against BlackJAX's own window adaptation followed by a NUTS loop."""
+
+import importlib
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from blackjax.adaptation.base import get_filter_adapt_info_fn
+from blackjax.adaptation.window_adaptation import build_schedule
+
+nuts_module = importlib.import_module("coromix.infer.nuts")  # coromix.infer.nuts is the function
+
+SCALES = jnp.array([0.1, 1.0, 5.0])
+
+
+def logdensity(q):
+    return -0.5 * jnp.sum((q["x"] / SCALES) ** 2)
+
+
+def two_loops(key_data, position, *, num_warmup, num_samples, dense_mass):
+    """What cm.nuts ran before: ``blackjax.window_adaptation(...).run``, then ``blackjax.nuts``."""
+    _, warmup_key, sample_key = jax.random.split(jax.random.wrap_key_data(key_data), 3)
+    flat, unravel = jax.flatten_util.ravel_pytree(position)
+
+    def density(q):
+        return logdensity(unravel(q))
+
+    warmup = blackjax.window_adaptation(
+        blackjax.nuts,
+        density,
+        is_mass_matrix_diagonal=not dense_mass,
+        target_acceptance_rate=0.8,
+        adaptation_info_fn=get_filter_adapt_info_fn(),
+        max_num_doublings=10,
+    )
+    (state, parameters), _ = warmup.run(warmup_key, flat, num_warmup)
+    sampler = blackjax.nuts(density, **parameters)
+
+    def one_draw(state, key):
+        state, _ = sampler.step(key, state)
+        return state, state.position
+
+    _, draws = jax.lax.scan(one_draw, state, jax.random.split(sample_key, num_samples))
+    return draws, parameters["step_size"]
+
+
+@pytest.mark.parametrize(
+    "num_warmup, dense_mass",
+    [(150, False), (30, True), (5, False)],
+    ids=["stan-windows-diag", "resized-windows-dense", "too-short-for-windows"],
+)
+def test_one_loop_warmup_is_blackjax_window_adaptation(num_warmup, dense_mass):
+    key_data = jax.random.key_data(jax.random.key(7))
+    position = {"x": jnp.array([0.5, -1.0, 2.0])}
+    run_chain = nuts_module._chain_program(
+        logdensity,
+        num_warmup=num_warmup,
+        num_samples=20,
+        dense_mass=dense_mass,
+        target_accept=0.8,
+        max_tree_depth=10,
+        bar=None,
+    )
+    draws, stats = jax.jit(run_chain)(key_data, position)
+    expected, step_size = jax.jit(
+        lambda k, p: two_loops(k, p, num_warmup=num_warmup, num_samples=20, dense_mass=dense_mass)
+    )(key_data, position)
+    np.testing.assert_allclose(stats["step_size"], np.full(20, step_size), rtol=1e-5)
+    np.testing.assert_allclose(draws["x"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_schedule_is_stans_windows():
+    stages = nuts_module._stages(1000, 3)
+    assert np.all(stages[:75] == nuts_module._FAST)  # initial fast window
+    ends = np.flatnonzero(stages == nuts_module._SLOW_END) + 1
+    assert ends.tolist() == [100, 150, 250, 450, 950]  # slow windows of 25, 50, 100, 200, 500
+    assert np.all(stages[950:1000] == nuts_module._FAST)  # final fast window
+    assert np.all(stages[1000:] == nuts_module._FROZEN)
+    expected = np.asarray(build_schedule(1000))
+    np.testing.assert_array_equal(stages[:1000], expected[:, 0] + expected[:, 1])
+    assert np.all(nuts_module._stages(19, 2)[:19] == nuts_module._FAST)  # too short for windows
+    assert nuts_module._stages(0, 4).tolist() == [nuts_module._FROZEN] * 4

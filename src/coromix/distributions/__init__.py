@@ -30,7 +30,7 @@ from coromix.distributions.independent import Independent
 from coromix.distributions.inverse_gamma import InverseGamma
 from coromix.distributions.laplace import Laplace
 from coromix.distributions.log_normal import LogNormal
-from coromix.distributions.markov_chain import MarkovChain
+from coromix.distributions.markov_chain import Forecast, MarkovChain
 from coromix.distributions.mixture import Mixture
 from coromix.distributions.mixture_same_family import MixtureSameFamily
 from coromix.distributions.mvn_tril import MultivariateNormalTriL
@@ -53,6 +53,7 @@ __all__ = [
     "Distribution",
     "Exponential",
     "Factor",
+    "Forecast",
     "Gamma",
     "HalfCauchy",
     "HalfNormal",

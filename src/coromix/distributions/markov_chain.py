@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,9 +48,36 @@ from coromix.distributions.distribution import Distribution
 from coromix.markov import MarkovPosterior
 from coromix.utils import Shape, as_key, as_shape
 
-__all__ = ["MarkovChain", "MarkovPosterior"]
+__all__ = ["Forecast", "MarkovChain", "MarkovPosterior"]
 
 LogPotentials = tuple[jax.Array, jax.Array, jax.Array]
+
+
+class Forecast(NamedTuple):
+    r"""What a regime model says about the ``h`` steps after its data (``forecast`` methods).
+
+    Fields, for one series (a batch of series or of parameters adds its dims in front of each):
+
+    * ``probs`` ``[h, K]``: the regime probabilities
+      :math:`p(z_{T+j} = k\mid y_{1:T})`, ``j = 1..h`` (row ``j-1``), exact given the
+      parameters (for a homogeneous chain, :math:`\hat\alpha_T A^j` with :math:`\hat\alpha_T`
+      the filtered probabilities at the last step);
+    * ``regimes`` ``int32 [h]``: one regime path :math:`z_{T+1:T+h}` drawn forward from
+      :math:`p(z_T\mid y_{1:T})` through the transitions;
+    * ``observations`` ``[h, ...]``: one predictive draw of :math:`y_{T+1:T+h}` along that
+      path (``...`` = the observation's event shape).
+
+    ``regimes`` and ``observations`` are one joint draw from the predictive distribution;
+    ``probs`` are its exact regime marginals (the draws' frequencies over many seeds).
+
+    >>> from coromix.distributions import Forecast
+    >>> Forecast._fields
+    ('probs', 'regimes', 'observations')
+    """
+
+    probs: jax.Array
+    regimes: jax.Array
+    observations: Any
 
 
 def map_over_batch(

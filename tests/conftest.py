@@ -7,6 +7,7 @@ import jax
 import pytest
 
 _enable_x64 = jax.enable_x64
+_DEFAULT_X64 = bool(jax.config.jax_enable_x64)
 
 
 @contextlib.contextmanager
@@ -31,8 +32,42 @@ def _enable_x64_collecting(new_val: bool = True):
 jax.enable_x64 = _enable_x64_collecting
 
 
+def _set_default_x64(value: bool) -> None:
+    """Make ``value`` the default precision, collecting garbage first when it changes (as above).
+
+    A full collection costs about a second late in the session, so the precision is switched only
+    when the next test needs another one: the float64 cases of a parametrized test run one after
+    another and share one switch in and one switch out.
+    """
+    if bool(jax.config.jax_enable_x64) != value:
+        gc.collect()
+        jax.config.update("jax_enable_x64", value)
+
+
+def pytest_collection_finish(session):
+    """Exempt what collection built (modules, their constants: alive all session) from the
+    collections above, which then only scan what the tests create."""
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a test (and its fixtures): back to the default precision unless the next test sets
+    its own (including before the doctests, outside this folder, and at the end)."""
+    names = getattr(nextitem, "fixturenames", ())
+    if not ("precision" in names or "x64" in names):
+        _set_default_x64(_DEFAULT_X64)
+
+
 @pytest.fixture(params=["float32", "float64"])
 def precision(request):
     """Yields the dtype name; inside the test JAX uses that float precision by default."""
-    with jax.enable_x64(request.param == "float64"):
-        yield request.param
+    _set_default_x64(request.param == "float64")
+    yield request.param
+
+
+@pytest.fixture
+def x64():
+    """Inside the test JAX uses float64 by default."""
+    _set_default_x64(True)

@@ -13,13 +13,6 @@ from scipy.special import logsumexp
 
 from coromix import markov
 
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 # --- references ------------------------------------------------------------------------------
 
 

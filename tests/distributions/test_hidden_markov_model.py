@@ -85,12 +85,6 @@ def independent_normal(loc, scale):
     return Independent(Normal(loc, scale), 1)
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 # --- helpers ---------------------------------------------------------------------------------
 
 

@@ -61,6 +61,28 @@ def compare(post, parameters, *, mean_ses=4.0, sd_ratio=0.1, max_rhat=1.01):
     assert not failures, "\n".join(failures)
 
 
+def test_a_chain_far_below_the_best_in_mean_log_density_is_reported_as_a_minor_mode():
+    """The report without sampling: four chains, chain 2 offset in ``mu`` (R-hat far above 1) and
+    40 nats below the others in mean ``lp``; the same chains with a gap of 1 nat (within the
+    spread of ``lp``) are not reported."""
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(4, 200))
+    mu[2] += 5.0
+    for gap, reported in [(40.0, True), (1.0, False)]:
+        lp = rng.normal(-100.0, 2.0, size=(4, 200))
+        lp[2] -= gap
+        post = cm.Posterior({"mu": mu}, sample_stats={"lp": lp})
+        messages = post.convergence_warnings()
+        assert any(m.startswith("R-hat above 1.01 for mu") for m in messages), messages
+        minor = [m for m in messages if m.startswith("minor mode")]
+        if reported:
+            assert len(minor) == 1 and minor[0].startswith("minor mode: chain 2 ("), messages
+            assert "chain 0" not in minor[0] and "chain 1" not in minor[0], minor
+        else:
+            assert not minor, messages
+
+
+@pytest.mark.slow  # two fits of 4 chains x 600 iterations (about a minute)
 def test_uniform_starts_fall_into_the_swapped_mode_and_the_default_does_not():
     """Seed 1 from uniform starts: chains in the swapped mode, reported as a minor mode."""
     settings = {"num_warmup": 300, "num_samples": 300, "seed": 1, "progress": False}

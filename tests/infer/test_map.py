@@ -65,6 +65,7 @@ def test_map_error_when_no_restart_is_finite():
         cm.map(exponential_model, {"t": jnp.array([1.0, 1.0])}, num_steps=0)
 
 
+@pytest.mark.slow  # N = 5000, 8 restarts, Hessians in float64 (about 30 s)
 def test_map_recovers_a_three_component_mixture_within_three_standard_errors():
     """N = 5000 points from a known 3-component GMM; the estimate's error against the truth is
     compared with the asymptotic standard errors (inverse observed information at the estimate)."""

@@ -6,14 +6,14 @@ statsmodels' optimum: every parameter within 1e-3 and the log-likelihood within 
 models are those of tests/distributions/test_regime_switching.py (whose log-likelihoods match
 statsmodels' to 1e-10): the first regime from the ergodic distribution of the transition matrix,
 as statsmodels does.  Data: statsmodels' Fed funds rate (its MarkovRegression examples, Stata's
-``mswitch`` manual) and Hamilton's GNP growth (its MarkovAutoregression examples).
+``mswitch`` manual) and Hamilton's GNP growth (its MarkovAutoregression examples).  The default suite keeps the Fed funds
+fit with a variance per regime; the other two are in the slow suite (``make test-slow``).
 """
 
 import importlib
 import time
 import warnings
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -37,12 +37,6 @@ def statsmodels_data(module, name):
 
 FEDFUNDS = statsmodels_data("test_markov_regression", "fedfunds")
 RGNP = statsmodels_data("test_markov_autoregression", "rgnp")
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
 
 
 def ergodic(P):
@@ -162,6 +156,8 @@ def timed_map(model, observed, **kwargs):
     return est
 
 
+# slow (about 45 s); cm.map's standard errors are also tested in tests/infer/test_map.py
+@pytest.mark.slow
 def test_fedfunds_switching_mean_and_its_standard_errors(x64):
     """Stata's mswitch example: Fed funds, switching intercept, one variance (statsmodels'
     TestFedFundsConst, llf -508.63592); the standard errors against statsmodels' (its numerical
@@ -206,6 +202,9 @@ def test_fedfunds_switching_variance(x64):
     check_reaches_the_mle(est, model, reference, 2, 0, flat_prior_constant(2, 2))
 
 
+# slow (about 35 s); a step that reads prev.y is also tested against brute force in
+# tests/distributions/test_regime_switching.py
+@pytest.mark.slow
 def test_hamilton_ms_ar1(x64):
     """Hamilton's GNP growth, switching mean and AR(1) coefficient (statsmodels'
     TestHamiltonAR1Switch, E-views llf -186.7575)."""

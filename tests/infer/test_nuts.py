@@ -88,6 +88,9 @@ def test_draws_have_chain_and_draw_dims(conjugate_fit):
     lp = pinned.unconstrained_log_prob({k: v[1, 7] for k, v in post.unconstrained.items()})
     np.testing.assert_allclose(post.sample_stats["lp"][1, 7], lp, rtol=1e-4)
     np.testing.assert_allclose(post.observed["y"], Y, rtol=1e-6)
+    # the default start: every climb of the mode search ended at a finite log density
+    assert post.attrs["init"] == "mode"
+    assert post.attrs["search_climbs_finite"] == post.attrs["search_climbs"] >= 1
 
 
 def test_to_arviz_summary_and_plots(conjugate_fit):
@@ -267,7 +270,8 @@ def test_progress_bar_keeps_the_furthest_step():
 def test_initial_positions_are_finite_and_init_is_used():
     pinned = tfd.JointDistributionCoroutine(normal_model).pin(y=Y)
     find = nuts_module._start_finder(pinned, pinned.unconstrained_log_prob)
-    starts, found = jax.vmap(find)(jax.random.split(jax.random.key(0), 3))
+    # jitted, as inside cm.nuts's compiled program
+    starts, found = jax.jit(jax.vmap(find))(jax.random.split(jax.random.key(0), 3))
     assert np.all(found) and np.all(np.isfinite(starts["mu"]))
     assert starts["mu"].shape == (3,) and len(set(np.asarray(starts["mu"]).tolist())) == 3
     given = nuts_module._given_positions(
@@ -283,10 +287,12 @@ def test_prior_start_and_bad_init_string():
 
     pinned = tfd.JointDistributionCoroutine(located).pin(y=Y + 100.0)
     find = nuts_module._start_finder(pinned, pinned.unconstrained_log_prob, from_prior=True)
-    starts, found = jax.vmap(find)(jax.random.split(jax.random.key(0), 200))
+    # jitted, as inside cm.nuts's compiled program
+    starts, found = jax.jit(jax.vmap(find))(jax.random.split(jax.random.key(0), 200))
     assert np.all(found) and 95 < float(np.mean(starts["mu"])) < 105
     uniform = nuts_module._start_finder(pinned, pinned.unconstrained_log_prob)
-    assert np.all(np.abs(jax.vmap(uniform)(jax.random.split(jax.random.key(0), 8))[0]["mu"]) < 2)
+    starts = jax.jit(jax.vmap(uniform))(jax.random.split(jax.random.key(0), 8))[0]
+    assert np.all(np.abs(starts["mu"]) < 2)
     with pytest.raises(
         ValueError, match="init must be None, 'mode', 'uniform', 'prior' or a mapping"
     ):

@@ -3,7 +3,8 @@
 * ``PinnedModel.unconstrained_log_prior`` against hand-written prior densities (with the
   log-det-Jacobian of the unconstrained map, by autodiff of the map itself).
 * The log evidence against quadrature (1-D and 2-D mixtures, a positive scale) and a closed form
-  (a conjugate normal model): within 0.15 nats and 3 of its own standard errors.
+  (a conjugate normal model): within 0.15 nats and 3 of its own standard errors.  The default
+  suite keeps the 1-D mixture; the other three (about 13 s each) are in the slow suite.
 * The returned ``Posterior`` (shapes, ArviZ, discrete posterior, reuse of the compiled program) and
   the errors for bad settings, data impossible under every prior draw, and runs that do not finish.
 * Slow: the number of mixture components chosen by evidence; an exchangeable mixture's evidence
@@ -31,12 +32,6 @@ from coromix.results import ConvergenceWarning
 smc_module = sys.modules["coromix.infer.smc"]
 tfd = cm.distributions
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
 
 
 def log_trapezoid(log_f, dx, axis=-1):
@@ -209,6 +204,7 @@ def test_evidence_of_a_mixture_with_one_unknown_shift(x64):
     assert abs(draws.mean() - mean) < 0.03 and abs(draws.std() / sd - 1) < 0.05
 
 
+@pytest.mark.slow
 def test_evidence_of_a_two_component_mixture_with_two_unknown_means(x64):
     """mu1 ~ N(0, 1), mu2 ~ N(5, 1), sigma 1, weights 0.5: 2-D grid quadrature."""
     rng = np.random.default_rng(2)
@@ -230,6 +226,7 @@ def test_evidence_of_a_two_component_mixture_with_two_unknown_means(x64):
     check_evidence(post, exact)
 
 
+@pytest.mark.slow
 def test_evidence_of_a_conjugate_normal_model_in_closed_form(x64):
     """mu ~ N(0, 2^2 I_3), y_i ~ N(mu, I_3), 20 points: y[:, d] ~ N(0, I + 4 11')."""
     rng = np.random.default_rng(3)
@@ -250,6 +247,7 @@ def test_evidence_of_a_conjugate_normal_model_in_closed_form(x64):
     np.testing.assert_allclose(post.samples["mu"].std(axis=(0, 1)), posterior_sd, rtol=0.05)
 
 
+@pytest.mark.slow
 def test_evidence_with_a_positive_scale_counts_its_jacobian(x64):
     """sigma ~ HalfNormal(2), y_i ~ N(0, sigma), 40 points: 1-D quadrature over sigma."""
     y = np.random.default_rng(4).normal(0.0, 1.5, 40)

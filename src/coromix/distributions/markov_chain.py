@@ -46,9 +46,9 @@ from coromix import markov
 from coromix.distributions.categorical import Categorical
 from coromix.distributions.distribution import Distribution
 from coromix.markov import MarkovPosterior
-from coromix.utils import Shape, as_key, as_shape
+from coromix.utils import Shape, as_key, as_shape, is_concrete
 
-__all__ = ["Forecast", "MarkovChain", "MarkovPosterior"]
+__all__ = ["Forecast", "MarkovChain", "MarkovPosterior", "check_missing", "mask_log_obs"]
 
 LogPotentials = tuple[jax.Array, jax.Array, jax.Array]
 
@@ -116,6 +116,75 @@ def map_over_batch(
     return rec(0, *padded)
 
 
+def mask_log_obs(log_obs: jax.Array, mask: Any) -> jax.Array:
+    r"""``log_obs`` ``B + [T, K]`` with the masked steps' rows set to 0 (``mask`` ``bool
+    B_mask + [T]``, True = missing; the batch shapes broadcast).
+
+    .. math::
+        \log p(y_{1:T}) = \log\sum_{z_{1:T}} \pi(z_1)\prod_{t\ge 2} A_t(z_{t-1}, z_t)
+            \prod_{t:\,\text{not masked}} p(y_t\mid z_t)
+
+    ``jnp.where``, so nothing of the masked entries reaches the result or its gradients (as long
+    as they are finite; :class:`HiddenMarkovModel` replaces missing values before scoring them).
+
+    >>> import jax.numpy as jnp
+    >>> mask_log_obs(jnp.full((3, 2), -1.0), jnp.array([False, True, False]))
+    Array([[-1., -1.],
+           [ 0.,  0.],
+           [-1., -1.]], dtype=float32)
+    """
+    mask = jnp.asarray(mask)
+    return jnp.where(mask[..., None], jnp.zeros((), log_obs.dtype), log_obs)
+
+
+def check_missing(label: str, value: Any, mask: Any, event_ndims: int) -> None:
+    """Raise a ``ValueError`` naming the series and steps where a concrete float ``value``
+    (``batch + [T] + event``) holds NaN that ``mask`` (``bool B_mask + [T]`` or ``None``) does not
+    mark as missing; nothing when the value or the mask is traced.
+
+    >>> import numpy as np
+    >>> check_missing("HiddenMarkovModel", np.array([[0.0, np.nan, 1.0], [np.nan, 0.0, 0.0]]),
+    ...               None, 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: HiddenMarkovModel: the observations hold NaN at series 0: step 1; series 1: step 0
+    (with no mask); ... pass mask= (bool, True = missing, e.g. mask=np.isnan(y)); ...
+    """
+    if not (is_concrete(value) and (mask is None or is_concrete(mask))):
+        return
+    value = np.asarray(value)
+    if not np.issubdtype(value.dtype, np.inexact):
+        return
+    bad = np.isnan(value)
+    if event_ndims:
+        bad = bad.any(axis=tuple(range(-event_ndims, 0)))
+    if mask is not None:
+        bad, m = np.broadcast_arrays(bad, np.asarray(mask, bool))
+        bad = bad & ~m
+    if not bad.any():
+        return
+    series: dict[tuple[int, ...], list[int]] = {}
+    for idx in np.argwhere(bad):
+        series.setdefault(tuple(int(i) for i in idx[:-1]), []).append(int(idx[-1]))
+    parts = []
+    for key, steps in list(series.items())[:5]:
+        shown = ", ".join(map(str, steps[:10])) + (", ..." if len(steps) > 10 else "")
+        what = f"step{'s' if len(steps) > 1 else ''} {shown}"
+        name = ", ".join(map(str, key))
+        parts.append(f"series {name}: {what}" if key else what)
+    more = f" (and {len(series) - 5} more series)" if len(series) > 5 else ""
+    if mask is None:
+        raise ValueError(
+            f"{label}: the observations hold NaN at {'; '.join(parts)}{more} (with no mask); to "
+            f"leave missing observations out of the likelihood, pass mask= (bool, True = "
+            f"missing, e.g. mask=np.isnan(y)); their states are still summed over"
+        )
+    raise ValueError(
+        f"{label}: the observations hold NaN at {'; '.join(parts)}{more} where mask= is False "
+        f"(observed); set mask True there (True = missing), e.g. mask=np.isnan(y)"
+    )
+
+
 class MarkovChain(Distribution):
     r"""Base of the distributions over a series driven by a hidden Markov chain of ``K`` states.
 
@@ -166,6 +235,15 @@ class MarkovChain(Distribution):
         """The observed series as arrays (before it enters the jitted methods)."""
         return jnp.asarray(observations)
 
+    def _log_obs_mask(self) -> jax.Array | None:
+        """``bool B_mask + [T]``, True at the steps whose observation is missing, or ``None``.
+
+        Where it is True the base sets ``log_obs`` to 0 (:func:`mask_log_obs`): the step's
+        observation is not scored, its state still is (by the transitions).  ``None`` here;
+        subclasses whose ``log_obs`` holds only the observation terms return their ``mask``.
+        """
+        return None
+
     # --- shared machinery ---------------------------------------------------------------------
     def _use_parallel(self) -> bool:
         return markov.default_parallel() if self.parallel is None else bool(self.parallel)
@@ -173,6 +251,9 @@ class MarkovChain(Distribution):
     def _chain_inputs(self, observations: Any) -> tuple[LogPotentials, tuple[int, ...], Shape]:
         """The log-potentials, their core ranks and the broadcast batch shape ``B``."""
         li, lt, lo = self.log_potentials(observations)
+        mask = self._log_obs_mask()
+        if mask is not None:
+            lo = mask_log_obs(lo, mask)
         lt_core = 3 if self.time_varying_transition else 2
         batch = tuple(
             jnp.broadcast_shapes(li.shape[:-1], lt.shape[: lt.ndim - lt_core], lo.shape[:-2])

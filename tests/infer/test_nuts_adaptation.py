@@ -54,16 +54,24 @@ def two_loops(key_data, position, *, num_warmup, num_samples, dense_mass):
 def test_one_loop_warmup_is_blackjax_window_adaptation(num_warmup, dense_mass):
     key_data = jax.random.key_data(jax.random.key(7))
     position = {"x": jnp.array([0.5, -1.0, 2.0])}
-    run_chain = nuts_module._chain_program(
-        logdensity,
+    chain = nuts_module._chain_program(
+        lambda observed: logdensity,
         num_warmup=num_warmup,
         num_samples=20,
         dense_mass=dense_mass,
         target_accept=0.8,
         max_tree_depth=10,
-        bar=None,
     )
-    draws, stats = jax.jit(run_chain)(key_data, position)
+
+    @jax.jit
+    def run_chain(key_data, position):
+        # the steps in three calls, split anywhere: the same draws as one loop
+        carry = chain.init(key_data, position, {})
+        for begin, end in [(0, 3), (3, num_warmup + 7), (num_warmup + 7, num_warmup + 20)]:
+            carry = chain.advance(carry, begin, end, {})
+        return chain.finish(carry)
+
+    draws, stats = run_chain(key_data, position)
     expected, step_size = jax.jit(
         lambda k, p: two_loops(k, p, num_warmup=num_warmup, num_samples=20, dense_mass=dense_mass)
     )(key_data, position)

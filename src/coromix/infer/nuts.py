@@ -11,6 +11,7 @@ already summed out of the density, so NUTS sees the continuous parameters only.
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -27,9 +28,11 @@ from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_ave
 from blackjax.adaptation.window_adaptation import build_schedule
 from blackjax.mcmc.integrators import velocity_verlet
 from jax.flatten_util import ravel_pytree
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from coromix.infer import lbfgs
+from coromix.infer.programs import joint_of, model_environment
+from coromix.infer.programs import signature as programs_signature
 from coromix.joint import JointDistributionCoroutine
 from coromix.pinned import PinnedModel
 from coromix.results import SAMPLE_STATS, ConvergenceWarning, Posterior
@@ -45,16 +48,14 @@ _INIT_RADIUS = 2.0
 # The default start: L-BFGS climbs from this many uniform points, each of at most this many steps.
 _SEARCH_PATHS = 8
 _SEARCH_ITERATIONS = 200
-# Progress bar updates per phase (each is a host callback out of the compiled loop).
-_PROGRESS_UPDATES = 50
 
 
 def pin_model(
     model: JointDistributionCoroutine | Callable[[], Any], observed: Mapping[str, Any] | None
 ) -> PinnedModel:
-    """The model (or a generator function, wrapped) conditioned on the observed values."""
-    if not isinstance(model, JointDistributionCoroutine):
-        model = JointDistributionCoroutine(model)
+    """The model (or a generator function, wrapped once: :func:`~coromix.infer.programs.joint_of`)
+    conditioned on the observed values."""
+    model = joint_of(model)
     posterior = model.pin(dict(observed or {}))
     if not posterior.parameter_shapes:
         raise ValueError(
@@ -134,75 +135,76 @@ def nuts(
     _check_settings(num_warmup, num_samples, num_chains, target_accept, max_tree_depth)
     method = _resolve_chain_method(chain_method, num_chains)
     posterior = pin_model(model, observed)
+    joint = posterior.joint
     names = list(posterior.parameter_shapes)
-
-    def logdensity(u):
-        lp = posterior.unconstrained_log_prob(u)
-        return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
-
-    if init is None or isinstance(init, str):
+    if init is not None and not isinstance(init, str):
+        positions = _given_positions(posterior, _logdensity(posterior), num_chains, init)
+        init_kind = "values"
+    else:
         if init not in (None, *INIT_METHODS):
             raise ValueError(
                 f"init must be None, 'mode', 'uniform', 'prior' or a mapping "
                 f"of constrained values; got {init!r}"
             )
-        init = init or "mode"
+        init_kind = init or "mode"
         # placeholders of the right shapes: the starts are found inside the compiled program
         positions = {
             k: jnp.zeros((num_chains,) + shape, dtype)
             for k, (shape, dtype) in posterior.parameter_info().items()
         }
-        find_mode = _mode_finder(posterior, logdensity) if init == "mode" else None
-        find_start = (
-            None
-            if find_mode is not None
-            else _start_finder(posterior, logdensity, from_prior=init == "prior")
-        )
-    else:
-        positions = _given_positions(posterior, logdensity, num_chains, init)
-        find_start = find_mode = None
-
-    phases = {0: ("warmup", num_warmup), 1: ("sampling", num_samples)}
-    bar = _ProgressBar(phases) if progress else None
-    run_chain = _chain_program(
-        logdensity,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        dense_mass=dense_mass,
-        target_accept=target_accept,
-        max_tree_depth=max_tree_depth,
-        bar=bar,
+    settings = _Settings(
+        num_warmup,
+        num_samples,
+        num_chains,
+        float(target_accept),
+        bool(dense_mass),
+        int(max_tree_depth),
+        method,
+        init_kind,
     )
+    observed_arrays = dict(posterior.observed)
     keys = jax.random.key_data(jax.random.split(as_key(seed), num_chains))
-    search_key = jax.random.fold_in(as_key(seed), 0x5EA2C4)
-    program = _program(run_chain, method, find_mode=find_mode, find_start=find_start)
+    search_key = jax.random.key_data(jax.random.fold_in(as_key(seed), 0x5EA2C4))
+
+    bar = (
+        _ProgressBar({0: ("warmup", num_warmup), 1: ("sampling", num_samples)})
+        if progress
+        else None
+    )
     start = time.perf_counter()
-    if bar is not None:
-        what = " and the mode search" if find_mode is not None else ""
-        bar.message(
-            f"compiling NUTS{what} for {posterior.joint.name} ({num_chains} chains, {method})"
-        )
-    search_key = jax.random.key_data(search_key)
-    compiled = program.lower(search_key, keys, positions).compile()
+    programs = _compiled_programs(joint, posterior, settings, search_key, keys, positions, bar)
     compile_time = time.perf_counter() - start
+    if bar is not None and compile_time > 0.05:
+        bar.message(f"compiled in {compile_time:.1f} s")
+
     start = time.perf_counter()
-    draws, stats, found, search = jax.block_until_ready(compiled(search_key, keys, positions))
-    sampling_time = time.perf_counter() - start
+    data = observed_arrays if programs.data_as_arguments else {}
+    carry, found, search = programs.start(search_key, keys, positions, data)
     if not bool(np.all(found)):
         raise _no_start_error(
             posterior,
             int(np.sum(~np.asarray(found))),
             num_chains,
-            mode_search=find_mode is not None,
+            mode_search=init_kind == "mode",
         )
-
-    constrained = jax.jit(jax.vmap(jax.vmap(posterior.to_constrained)))(draws)
+    carry, done = _run_in_chunks(programs.advance, carry, data, settings, bar)
+    sampling_time = time.perf_counter() - start
+    num_kept = max(done - num_warmup, 0)
+    if num_kept == 0:
+        raise KeyboardInterrupt(
+            f"cm.nuts interrupted during warmup (step {done} of {num_warmup}); no draws were kept"
+        )
+    draws, stats, constrained = programs.finish(carry, data)
+    if num_kept < num_samples:
+        draws, stats, constrained = jax.tree.map(
+            lambda x: x[:, :num_kept], (draws, stats, constrained)
+        )
     result = Posterior(
         Values((k, constrained[k]) for k in names),
         unconstrained=Values((k, draws[k]) for k in names),
         sample_stats={k: stats[k] for k in SAMPLE_STATS},
         observed=posterior.observed,
-        model=posterior.joint,
+        model=joint,
         attrs={
             "inference_library": "blackjax",
             "inference_library_version": blackjax.__version__,
@@ -213,14 +215,276 @@ def nuts(
             "chain_method": method,
             "compile_time": compile_time,
             "sampling_time": sampling_time,
-            "init": init if isinstance(init, str) else "values",
+            "init": init_kind,
+            "data_as_arguments": int(programs.data_as_arguments),
             **_search_attrs(search),
             **({"seed": int(seed)} if isinstance(seed, (int, np.integer)) else {}),
+            **(
+                {"partial": 1, "num_samples_requested": num_samples}
+                if num_kept < num_samples
+                else {}
+            ),
         },
     )
+    if num_kept < num_samples:
+        warnings.warn(
+            f"cm.nuts interrupted: returning the {num_kept} of {num_samples} draws per chain made "
+            f"so far (post.attrs['partial'] = 1)",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+        return result
     for message in result.convergence_warnings():
         warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return result
+
+
+def _logdensity(posterior: PinnedModel) -> Callable:
+    """The log density NUTS samples: ``unconstrained_log_prob``, NaN read as ``-inf``."""
+
+    def logdensity(u):
+        lp = posterior.unconstrained_log_prob(u)
+        return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
+
+    return logdensity
+
+
+class _Settings(NamedTuple):
+    """Everything about a fit except its data, seed and starting values: a program's key."""
+
+    num_warmup: int
+    num_samples: int
+    num_chains: int
+    target_accept: float
+    dense_mass: bool
+    max_tree_depth: int
+    method: str
+    init: str
+
+
+class _Programs(NamedTuple):
+    """The compiled programs of one fit.
+
+    ``start(search_key, chain_keys, positions, observed) -> (carry, found, search)``: the chains'
+    starting points and their initial NUTS and adaptation states; ``advance(carry, begin, end,
+    observed) -> carry``: steps ``begin .. end - 1`` of every chain (the carry is donated);
+    ``finish(carry, observed) -> (draws, stats, constrained draws)``.  With
+    ``data_as_arguments`` the observed values are arguments (``observed``), else they are
+    constants of the programs and ``observed`` is ``{}``.
+    """
+
+    start: Callable
+    advance: Callable
+    finish: Callable
+    data_as_arguments: bool
+    chain_sharding: Any = None  # with chains split over devices: the carry's sharding
+
+
+# Compiled programs kept per model (``JointDistributionCoroutine.program_cache``).
+_CACHE_SIZE = 8
+
+
+def _compiled_programs(
+    joint: JointDistributionCoroutine,
+    posterior: PinnedModel,
+    settings: _Settings,
+    search_key: jax.Array,
+    keys: jax.Array,
+    positions: Mapping[str, jax.Array],
+    bar: _ProgressBar | None,
+) -> _Programs:
+    """The fit's programs, from the model's cache or traced and compiled now.
+
+    The key is the model function and what it reads (:func:`~coromix.infer.programs.model_environment`),
+    the settings, the precision and the names, shapes, dtypes and shardings of the observed values
+    and the starting points; the data themselves are arguments.  A model that needs concrete
+    observed values while it is traced (Python control flow on them) gets programs with the data
+    as constants instead, which are not kept.
+    """
+    observed = dict(posterior.observed)
+    cache_key = (
+        "coromix.nuts",
+        model_environment(joint.model),
+        joint.max_paths,
+        settings,
+        programs_signature(observed),
+        programs_signature(dict(positions)),
+        bool(jax.config.jax_enable_x64),
+        jax.local_device_count(),
+    )
+    cached = joint.program_cache.get(cache_key)
+    if cached is not None:
+        return cached
+    if bar is not None:
+        what = " and the mode search" if settings.init == "mode" else ""
+        bar.message(
+            f"compiling NUTS{what} for {joint.name} ({settings.num_chains} chains, "
+            f"{settings.method})"
+        )
+    try:
+        programs = _build_programs(joint, posterior, settings, data_as_arguments=True)
+        programs = _compile(programs, search_key, keys, positions, observed)
+    except jax.errors.ConcretizationTypeError:
+        programs = _build_programs(joint, posterior, settings, data_as_arguments=False)
+        return _compile(programs, search_key, keys, positions, {})
+    cache = joint.program_cache
+    nuts_keys = [k for k in cache if isinstance(k, tuple) and k[:1] == ("coromix.nuts",)]
+    for old in nuts_keys[: max(len(nuts_keys) - _CACHE_SIZE + 1, 0)]:
+        del cache[old]
+    cache[cache_key] = programs
+    return programs
+
+
+def _compile(
+    programs: _Programs,
+    search_key: jax.Array,
+    keys: jax.Array,
+    positions: Mapping[str, jax.Array],
+    observed: Mapping[str, Any],
+) -> _Programs:
+    """Lower and compile the three programs for these argument shapes."""
+    start = programs.start.lower(search_key, keys, positions, observed).compile()
+    carry, _, _ = jax.eval_shape(programs.start, search_key, keys, positions, observed)
+    if programs.chain_sharding is not None:
+        carry = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=programs.chain_sharding),
+            carry,
+        )
+    index = jax.ShapeDtypeStruct((), jnp.int32)
+    advance = programs.advance.lower(carry, index, index, observed).compile()
+    finish = programs.finish.lower(carry, observed).compile()
+    return programs._replace(start=start, advance=advance, finish=finish)
+
+
+def _build_programs(
+    joint: JointDistributionCoroutine,
+    template: PinnedModel,
+    settings: _Settings,
+    *,
+    data_as_arguments: bool,
+) -> _Programs:
+    """The jitted (not yet compiled) programs of a fit; see :class:`_Programs`."""
+
+    def pinned(observed):
+        return joint.pin(observed) if data_as_arguments else template
+
+    chain = _chain_program(
+        lambda observed: _logdensity(pinned(observed)),
+        num_warmup=settings.num_warmup,
+        num_samples=settings.num_samples,
+        dense_mass=settings.dense_mass,
+        target_accept=settings.target_accept,
+        max_tree_depth=settings.max_tree_depth,
+    )
+    chain_sharding = None
+    if settings.method == "vectorized":
+        advance_chains = jax.vmap(chain.advance, in_axes=(0, None, None, None))
+    else:
+        mesh = Mesh(np.array(jax.local_devices()), ("chains",))
+        spec, replicated = PartitionSpec("chains"), PartitionSpec()
+        chain_sharding = NamedSharding(mesh, spec)
+        advance_chains = jax.shard_map(
+            jax.vmap(chain.advance, in_axes=(0, None, None, None)),
+            mesh=mesh,
+            in_specs=(spec, replicated, replicated, replicated),
+            out_specs=spec,
+            check_vma=False,
+        )
+
+    def start(search_key, chain_keys, positions, observed):
+        model = pinned(observed)
+        logdensity = _logdensity(model)
+        num_chains = chain_keys.shape[0]
+        # the first of each chain's three keys (the others are its warmup's and sampling's)
+        start_keys = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k), 3)[0])(
+            chain_keys
+        )
+        found = jnp.ones(num_chains, bool)
+        search: dict[str, jax.Array] = {}
+        if settings.init == "mode":
+            find_mode = _mode_finder(model, logdensity)
+            positions, search = find_mode(jax.random.wrap_key_data(search_key), num_chains)
+            found = jnp.broadcast_to(search["found"], found.shape)
+        elif settings.init in ("uniform", "prior"):
+            find = _start_finder(model, logdensity, from_prior=settings.init == "prior")
+            positions, found = jax.vmap(find)(start_keys)
+        carry = jax.vmap(chain.init, in_axes=(0, 0, None))(chain_keys, positions, observed)
+        if chain_sharding is not None:
+            carry = jax.lax.with_sharding_constraint(carry, chain_sharding)
+        return carry, found, search
+
+    def finish(carry, observed):
+        draws, stats = jax.vmap(chain.finish)(carry)
+        constrained = jax.vmap(jax.vmap(pinned(observed).to_constrained))(draws)
+        return draws, stats, constrained
+
+    return _Programs(
+        jax.jit(start),
+        jax.jit(advance_chains, donate_argnums=(0,)),
+        jax.jit(finish),
+        data_as_arguments,
+        chain_sharding,
+    )
+
+
+# Wall time aimed at for one call of the chain program: Ctrl-C is seen between calls.
+_CHUNK_SECONDS = 0.5
+_FIRST_CHUNK = 10
+
+
+def _run_in_chunks(
+    advance: Callable,
+    carry: Any,
+    observed: Mapping[str, Any],
+    settings: _Settings,
+    bar: _ProgressBar | None,
+) -> tuple[Any, int]:
+    """Run all steps of all chains in calls of about ``_CHUNK_SECONDS`` each.
+
+    Between calls the progress bar is updated and an interrupt (SIGINT, Ctrl-C) is looked for:
+    during the run SIGINT only sets a flag (in the main thread), so a call in flight finishes and
+    its steps are kept.  Returns the carry and the number of steps every chain has made.
+    """
+    total = settings.num_warmup + settings.num_samples
+    interrupted = threading.Event()
+    restore = _catch_interrupt(interrupted)
+    done, size = 0, _FIRST_CHUNK
+    try:
+        while done < total and not interrupted.is_set():
+            end = min(done + size, total)
+            if done < settings.num_warmup < end:
+                end = settings.num_warmup  # the bar's warmup phase ends on its last step
+            began = time.perf_counter()
+            carry = jax.block_until_ready(advance(carry, np.int32(done), np.int32(end), observed))
+            elapsed = time.perf_counter() - began
+            steps, done = end - done, end
+            if bar is not None:
+                if done <= settings.num_warmup:
+                    bar.update(0, done)
+                else:
+                    bar.update(1, done - settings.num_warmup)
+            rate = steps / max(elapsed, 1e-6)
+            size = int(min(max(rate * _CHUNK_SECONDS, 1), 4 * steps))
+    finally:
+        restore()
+    return carry, done
+
+
+def _catch_interrupt(flag: threading.Event) -> Callable[[], None]:
+    """Make SIGINT set ``flag`` (in the main thread); returns what puts the old handler back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:  # someone else handles it (or ignores it)
+        return lambda: None
+
+    def handler(signum, frame):
+        if flag.is_set():  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        flag.set()
+
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def _check_settings(
@@ -504,49 +768,56 @@ def _like(tree: Any, reference: Any) -> Any:
     return jax.tree.map(lambda x, r: jnp.asarray(x, r.dtype), tree, reference)
 
 
+class _Chain(NamedTuple):
+    """One chain's program in three parts (see :func:`_chain_program`)."""
+
+    init: Callable
+    advance: Callable
+    finish: Callable
+
+
 def _chain_program(
-    logdensity: Callable,
+    logdensity_of: Callable,
     *,
     num_warmup: int,
     num_samples: int,
     dense_mass: bool,
     target_accept: float,
     max_tree_depth: int,
-    bar: _ProgressBar | None,
-) -> Callable:
-    """``run_chain(key_data, position) -> (draws, sample_stats)``: warmup, then sampling.
+) -> _Chain:
+    """One chain: ``num_warmup`` adapting steps, then ``num_samples`` steps whose draws are kept.
 
-    One loop of ``num_warmup + num_samples`` steps of one NUTS kernel (BlackJAX's
-    ``nuts.build_kernel``), whose step size and inverse mass matrix are carried: during warmup
-    they are adapted after every step as BlackJAX's ``window_adaptation`` adapts them (see
-    :func:`_tuner`), during sampling they stay fixed.  The compiled program then holds one copy
-    of the NUTS trajectory builder and of the model's density and gradient, where a window
-    adaptation followed by a separate sampling loop held two (for the coal-mining change point the
-    optimized program is a third smaller and compiles in 10-15% less CPU time).  The steps use the
-    same random keys as that pair of loops did, and give the same draws.
+    ``init(key_data, position, observed) -> carry``; ``advance(carry, begin, end, observed) ->
+    carry`` runs steps ``begin .. end - 1`` of the ``num_warmup + num_samples`` steps of one NUTS
+    kernel (BlackJAX's ``nuts.build_kernel``); ``finish(carry) -> (draws, sample_stats)``.
+    ``logdensity_of(observed)`` is the log density on unconstrained space given the observed
+    values.  The step size and inverse mass matrix are carried: during warmup they are adapted
+    after every step as BlackJAX's ``window_adaptation`` adapts them (see :func:`_tuner`), during
+    sampling they stay fixed.  The compiled program then holds one copy of the NUTS trajectory
+    builder and of the model's density and gradient, where a window adaptation followed by a
+    separate sampling loop held two (for the coal-mining change point the optimized program is a
+    third smaller and compiles in 10-15% less CPU time).  The steps use the same random keys as
+    that pair of loops did, and give the same draws, however the steps are split into calls.
 
     NUTS moves on the parameters raveled into one vector: every state it keeps (position,
     momentum, gradient, the ends of the trajectory) is then one array instead of one per variable,
     which halves the size of the compiled program.  The draws are written into buffers of
-    ``num_samples`` rows in the loop's carry (the warmup steps write row 0, which the first draw
+    ``num_samples`` rows in the carry (the warmup steps write row 0, which the first draw
     overwrites), so warmup leaves no trace in memory.
     """
-    model_logdensity = logdensity
     kernel = blackjax.nuts.build_kernel(velocity_verlet)
     init_tuning, update_tuning = _tuner(num_warmup, dense_mass, target_accept)
     stages = _stages(num_warmup, num_samples)
-    report = _reporter(bar, num_warmup, num_samples)
 
-    def run_chain(key_data, position):
-        _, warmup_key, sample_key = jax.random.split(jax.random.wrap_key_data(key_data), 3)
-        position, unravel = ravel_pytree(position)
+    def flat_density(observed, unravel):
+        model_logdensity = logdensity_of(observed)
+        return lambda q: model_logdensity(unravel(q))
 
-        def logdensity(q):
-            return model_logdensity(unravel(q))
-
-        state = blackjax.nuts.init(position, logdensity)
-        tuning = init_tuning(position)
-        real = jnp.result_type(position, state.logdensity)
+    def init(key_data, position, observed):
+        flat, unravel = ravel_pytree(position)
+        state = blackjax.nuts.init(flat, flat_density(observed, unravel))
+        tuning = init_tuning(flat)
+        real = jnp.result_type(flat, state.logdensity)
         stats_like = {  # the types of BlackJAX's NUTSInfo fields (its counts: default ints)
             "diverging": jnp.zeros((), bool),
             "tree_depth": jnp.zeros((), int),
@@ -557,14 +828,34 @@ def _chain_program(
             "lp": state.logdensity,
         }
         buffers = jax.tree.map(
-            lambda x: jnp.zeros((num_samples,) + x.shape, x.dtype), (position, stats_like)
+            lambda x: jnp.zeros((num_samples,) + x.shape, x.dtype), (flat, stats_like)
         )
+        # the template of the parameters (zeros: only its structure is used), to unravel
+        template = jax.tree.map(jnp.zeros_like, position)
+        return {
+            "key": key_data,
+            "state": state,
+            "tuning": tuning,
+            "buffers": buffers,
+            "template": template,
+        }
 
-        def one_step(carry, xs):
-            state, tuning, buffers = carry
-            index, key, stage = xs
+    def advance(carry, begin, end, observed):
+        _, unravel = ravel_pytree(carry["template"])
+        logdensity = flat_density(observed, unravel)
+        _, warmup_key, sample_key = jax.random.split(jax.random.wrap_key_data(carry["key"]), 3)
+        keys = jnp.concatenate(
+            [
+                jax.random.split(warmup_key, num_warmup),
+                jax.random.split(sample_key, num_samples),
+            ]
+        )
+        all_stages = jnp.asarray(stages)
+
+        def one_step(index, loop):
+            state, tuning, buffers = loop
             state, info = kernel(
-                key,
+                keys[index],
                 state,
                 logdensity,
                 tuning.step_size,
@@ -586,94 +877,21 @@ def _chain_program(
                 buffers,
                 (state.position, stats),
             )
-            tuning = update_tuning(tuning, stage, index, state.position, info.acceptance_rate)
-            report(index)
-            return (state, tuning, buffers), None
+            tuning = update_tuning(
+                tuning, all_stages[index], index, state.position, info.acceptance_rate
+            )
+            return state, tuning, buffers
 
-        keys = jnp.concatenate(
-            [
-                jax.random.split(warmup_key, num_warmup),
-                jax.random.split(sample_key, num_samples),
-            ]
-        )
-        steps = (jnp.arange(num_warmup + num_samples), keys, jnp.asarray(stages))
-        (_, _, (positions, stats)), _ = jax.lax.scan(one_step, (state, tuning, buffers), steps)
+        loop = (carry["state"], carry["tuning"], carry["buffers"])
+        state, tuning, buffers = jax.lax.fori_loop(begin, end, one_step, loop)
+        return {**carry, "state": state, "tuning": tuning, "buffers": buffers}
+
+    def finish(carry):
+        _, unravel = ravel_pytree(carry["template"])
+        positions, stats = carry["buffers"]
         return jax.vmap(unravel)(positions), stats
 
-    return run_chain
-
-
-def _program(
-    run_chain: Callable, method: str, *, find_mode: Callable | None, find_start: Callable | None
-) -> Callable:
-    """``program(search_key, chain_keys, positions) -> (draws, stats, found, search)``, jitted.
-
-    First the starting points: with ``find_mode``, one search for the dominant mode shared by all
-    chains; with ``find_start``, each chain its own; otherwise ``positions`` as given.  Then all chains,
-    vmapped, or vmapped per device inside ``shard_map``.
-    """
-    if method == "vectorized":
-        chains = jax.vmap(run_chain)
-    else:
-        mesh = Mesh(np.array(jax.local_devices()), ("chains",))
-        spec = PartitionSpec("chains")
-        chains = jax.shard_map(
-            jax.vmap(run_chain), mesh=mesh, in_specs=(spec, spec), out_specs=spec, check_vma=False
-        )
-
-    def program(search_key, chain_keys, positions):
-        num_chains = chain_keys.shape[0]
-        # the first of each chain's three keys (the others are its warmup's and sampling's)
-        start_keys = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k), 3)[0])(
-            chain_keys
-        )
-        found = jnp.ones(num_chains, bool)
-        search: dict[str, jax.Array] = {}
-        if find_mode is not None:
-            positions, search = find_mode(jax.random.wrap_key_data(search_key), num_chains)
-            found = jnp.broadcast_to(search["found"], found.shape)
-        elif find_start is not None:
-            positions, found = jax.vmap(find_start)(start_keys)
-        draws, stats = chains(chain_keys, positions)
-        return draws, stats, found, search
-
-    return jax.jit(program)
-
-
-def _reporter(
-    bar: _ProgressBar | None, num_warmup: int, num_samples: int
-) -> Callable[[jax.Array], None]:
-    """``report(index)`` after step ``index`` of the loop: tell the bar the step reached in its
-    phase (warmup 0, sampling 1), about ``_PROGRESS_UPDATES`` times over each phase.
-
-    The index is the loop's own counter, unbatched under ``vmap``, so the report fires once per
-    step for all chains together, not once per chain.
-    """
-    if bar is None:
-        return lambda index: None
-
-    def every(total):
-        return max(1, -(-total // _PROGRESS_UPDATES))
-
-    def report(index):
-        warmup = index < num_warmup
-        phase = jnp.where(warmup, 0, 1)
-        done = jnp.where(warmup, index + 1, index + 1 - num_warmup)
-        total = jnp.where(warmup, num_warmup, num_samples)
-        due = (
-            (done % jnp.where(warmup, every(num_warmup), every(num_samples)) == 0)
-            | (done == total)
-            | (done == 1)
-        )
-        jax.lax.cond(
-            due,
-            lambda p, d: jax.debug.callback(bar.update, p, d),
-            lambda p, d: None,
-            phase,
-            done,
-        )
-
-    return report
+    return _Chain(init, advance, finish)
 
 
 class _ProgressBar:

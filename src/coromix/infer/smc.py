@@ -25,6 +25,7 @@ from blackjax.smc.tempered import TemperedSMCState
 from jax.flatten_util import ravel_pytree
 
 from coromix.infer.nuts import pin_model
+from coromix.infer.programs import model_environment
 from coromix.joint import JointDistributionCoroutine
 from coromix.pinned import PinnedModel
 from coromix.results import ConvergenceWarning, Posterior
@@ -155,7 +156,13 @@ def smc(
     observed_arrays = dict(pinned.observed)
     settings = (num_particles, num_runs, num_mcmc_steps, float(target_ess), bool(progress))
     signature = tuple((k, v.shape, str(v.dtype)) for k, v in observed_arrays.items())
-    cache_key = ("coromix.smc", settings, signature, bool(jax.config.jax_enable_x64))
+    cache_key = (
+        "coromix.smc",
+        model_environment(joint.model),
+        settings,
+        signature,
+        bool(jax.config.jax_enable_x64),
+    )
     keys = jax.random.key_data(jax.random.split(as_key(seed), num_runs))
 
     start = time.perf_counter()

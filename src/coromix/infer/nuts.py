@@ -133,8 +133,9 @@ def nuts(
     True
     """
     _check_settings(num_warmup, num_samples, num_chains, target_accept, max_tree_depth)
-    method = _resolve_chain_method(chain_method, num_chains)
     posterior = pin_model(model, observed)
+    data_mesh = _data_mesh(posterior.observed)
+    method = _resolve_chain_method(chain_method, num_chains, data_mesh)
     joint = posterior.joint
     names = list(posterior.parameter_shapes)
     if init is not None and not isinstance(init, str):
@@ -376,7 +377,7 @@ def _build_programs(
         target_accept=settings.target_accept,
         max_tree_depth=settings.max_tree_depth,
     )
-    chain_sharding = None
+    chain_sharding = _chain_sharding(_data_mesh(template.observed))
     if settings.method == "vectorized":
         advance_chains = jax.vmap(chain.advance, in_axes=(0, None, None, None))
     else:
@@ -502,9 +503,37 @@ def _check_settings(
         raise ValueError(f"target_accept must lie in (0, 1); got {target_accept!r}")
 
 
-def _resolve_chain_method(chain_method: str, num_chains: int) -> str:
+def _data_mesh(observed: Mapping[str, Any]) -> Mesh | None:
+    """The mesh of the first observed array laid out over several devices, if any."""
+    for leaf in jax.tree_util.tree_leaves(dict(observed)):
+        sharding = getattr(leaf, "sharding", None)
+        if isinstance(sharding, NamedSharding) and sharding.mesh.size > 1:
+            return sharding.mesh
+    return None
+
+
+def _chain_sharding(mesh: Mesh | None) -> NamedSharding | None:
+    """Where the chains' states live when the data are sharded over ``mesh``: split over its
+    ``"chains"`` axis when it has one (a chains x data mesh), else replicated."""
+    if mesh is None:
+        return None
+    axis = "chains" if "chains" in mesh.axis_names else None
+    return NamedSharding(mesh, PartitionSpec(axis))
+
+
+def _resolve_chain_method(chain_method: str, num_chains: int, data_mesh: Mesh | None = None) -> str:
     if chain_method not in CHAIN_METHODS:
         raise ValueError(f"chain_method must be one of {CHAIN_METHODS}; got {chain_method!r}")
+    if data_mesh is not None:
+        # the data's sharding decides the layout: the chains are vmapped and XLA partitions
+        # the density over the data's devices (and the chains over a "chains" axis)
+        if chain_method == "parallel":
+            raise ValueError(
+                "chain_method='parallel' splits the chains over the local devices, but the "
+                f"observed values are sharded over a mesh {dict(data_mesh.shape)}; use "
+                "chain_method='auto' (a 'chains' axis of that mesh splits the chains)"
+            )
+        return "vectorized"
     devices = jax.local_device_count()
     divides = num_chains % devices == 0
     if chain_method == "parallel" and not divides:

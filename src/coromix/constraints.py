@@ -1,7 +1,8 @@
 """Supports of distributions: what values are valid, checked elementwise (or per event).
 
 Each constraint has ``check(x)`` (a boolean array of shape ``x.shape[:x.ndim - event_ndim]``),
-``event_ndim`` and ``is_discrete``.  ``coromix.transforms.biject_to(constraint)`` gives the bijection
+``admits(x)`` (what ``validate_args`` accepts: the support with its boundary points, where
+densities take their limit as SciPy and TFP do; never NaN), ``event_ndim`` and ``is_discrete``.  ``coromix.transforms.biject_to(constraint)`` gives the bijection
 from unconstrained space that inference uses.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from coromix.utils import ArrayLike
 
@@ -27,6 +29,17 @@ class Constraint:
 
     def check(self, x: ArrayLike) -> jax.Array:
         raise NotImplementedError
+
+    def admits(self, x: ArrayLike) -> jax.Array:
+        """Which values (or events) a distribution with ``validate_args=True`` accepts.
+
+        The support and its boundary points (``Gamma(1.0).log_prob(0.0)`` is the density's
+        limit, ``log(rate)``); NaN is never admitted.
+
+        >>> positive.admits(jnp.array([1.0, 0.0, -1.0, jnp.nan])).tolist()
+        [True, True, False, False]
+        """
+        return self.check(x)
 
     def __str__(self) -> str:
         return type(self).__name__.lstrip("_").lower()
@@ -62,6 +75,9 @@ class Positive(Constraint):
     def check(self, x: ArrayLike) -> jax.Array:
         return (x > 0) & jnp.isfinite(x)
 
+    def admits(self, x: ArrayLike) -> jax.Array:
+        return (x >= 0) & jnp.isfinite(x)
+
     def __str__(self) -> str:
         return "positive"
 
@@ -73,8 +89,11 @@ class GreaterThan(Constraint):
     def check(self, x: ArrayLike) -> jax.Array:
         return (x > self.lower) & jnp.isfinite(x)
 
+    def admits(self, x: ArrayLike) -> jax.Array:
+        return (x >= self.lower) & jnp.isfinite(x)
+
     def __str__(self) -> str:
-        return "greater than lower bound"
+        return f"greater than {_number(self.lower, 'a lower bound')}"
 
 
 class UnitInterval(Constraint):
@@ -82,6 +101,9 @@ class UnitInterval(Constraint):
 
     def check(self, x: ArrayLike) -> jax.Array:
         return (x > 0) & (x < 1)
+
+    def admits(self, x: ArrayLike) -> jax.Array:
+        return (x >= 0) & (x <= 1)
 
     def __str__(self) -> str:
         return "unit interval (0, 1)"
@@ -94,8 +116,11 @@ class Interval(Constraint):
     def check(self, x: ArrayLike) -> jax.Array:
         return (x > self.low) & (x < self.high)
 
+    def admits(self, x: ArrayLike) -> jax.Array:
+        return (x >= self.low) & (x <= self.high)
+
     def __str__(self) -> str:
-        return "interval (low, high)"
+        return f"interval ({_number(self.low, 'low')}, {_number(self.high, 'high')})"
 
 
 class Simplex(Constraint):
@@ -174,7 +199,7 @@ class IntegerInterval(Constraint):
         return (x >= self.low) & (x <= self.high) & (x == jnp.floor(x))
 
     def __str__(self) -> str:
-        return "integers in [low, high]"
+        return f"integers in [{_number(self.low, 'low')}, {_number(self.high, 'high')}]"
 
 
 class NonNegativeInteger(Constraint):
@@ -199,13 +224,26 @@ class Independent(Constraint):
         self.is_discrete = base.is_discrete
 
     def check(self, x: ArrayLike) -> jax.Array:
-        ok = self.base.check(x)
+        return self._reduce(self.base.check(x))
+
+    def admits(self, x: ArrayLike) -> jax.Array:
+        return self._reduce(self.base.admits(x))
+
+    def _reduce(self, ok: jax.Array) -> jax.Array:
         if self.reinterpreted_batch_ndims:
             ok = jnp.all(ok, axis=tuple(range(-self.reinterpreted_batch_ndims, 0)))
         return ok
 
     def __str__(self) -> str:
         return str(self.base)
+
+
+def _number(bound: ArrayLike, word: str) -> str:
+    """A bound as a number when it is one concrete value, else ``word``."""
+    if isinstance(bound, jax.core.Tracer) or np.size(bound) != 1:
+        return word
+    value = np.asarray(bound).item()
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 real = Real()

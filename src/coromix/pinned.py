@@ -9,15 +9,17 @@ unconstrained space (each support mapped to all reals by :func:`coromix.transfor
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+import difflib
+from collections.abc import Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from coromix import scoring, transforms
 from coromix.runner import Values
-from coromix.utils import as_key
+from coromix.utils import as_key, is_concrete
 
 if TYPE_CHECKING:
     from coromix.joint import JointDistributionCoroutine
@@ -59,6 +61,12 @@ class PinnedModel:
     def __init__(self, joint: JointDistributionCoroutine, observed: Mapping[str, Any]) -> None:
         self.joint = joint
         shapes = joint.event_shapes()
+        unknown = [k for k in observed if k not in shapes]
+        if unknown:
+            raise ValueError(
+                f"observed values: no variable named {unknown} in model {joint.name!r}; its "
+                f"variables are {list(shapes)}{_did_you_mean(unknown, shapes)}"
+            )
         batch, arrays = scoring.check_values(shapes, observed)
         if batch:
             k, v = next(
@@ -78,6 +86,47 @@ class PinnedModel:
             )
         self.observed = arrays
         self._parameters: dict[str, tuple[tuple[int, ...], Any]] | None = None
+        if all(is_concrete(x) for x in jax.tree_util.tree_leaves(arrays)):
+            self.parameter_info()  # its run of the model checks the observed values
+
+    def _check_observed(self, sites: list[tuple[str, Any]]) -> None:
+        """NaN or values outside the support in concrete observed values: an error naming the
+        variable and the rows (indices along the first axis).
+
+        ``sites``: (name, distribution) of the observed variables, from an abstract run of the
+        model.  A distribution with a ``mask`` (missing observations) checks its own values.
+        """
+        for name, dist in sites:
+            value = self.observed[name]
+            if getattr(dist, "mask", None) is not None:
+                continue
+            leaves = value.items() if isinstance(value, Mapping) else [(None, value)]
+            for part, leaf in leaves:
+                label = repr(name) if part is None else f"{name}[{part!r}]"
+                if not is_concrete(leaf):
+                    continue
+                if jnp.issubdtype(leaf.dtype, jnp.inexact) and np.isnan(leaf).any():
+                    raise ValueError(
+                        f"observed value for {label} has NaN {_rows(np.isnan(leaf))}; coromix "
+                        f"does not skip missing values: drop those rows, or give the model a "
+                        f"mask of the missing observations where its distribution takes one"
+                    )
+            if isinstance(value, Mapping) or not getattr(dist, "validate_args", True):
+                continue
+            try:
+                found = dist.outside_support(value)
+            except (TypeError, ValueError, jax.errors.UnexpectedTracerError):
+                found = None  # a support that cannot be checked outside the model's run
+            if found is not None and found[1].any():
+                constraint, bad = found
+                shown = ", ".join(
+                    str(np.asarray(value)[tuple(i)]) for i in np.argwhere(bad)[:_ROWS_SHOWN]
+                )
+                raise ValueError(
+                    f"observed value for {name!r} is outside the support of its "
+                    f"{type(dist).__name__} ({constraint}) {_rows(bad)}: {shown}"
+                    f"{', ...' if bad.sum() > _ROWS_SHOWN else ''}"
+                )
 
     def __repr__(self) -> str:
         return (
@@ -105,12 +154,15 @@ class PinnedModel:
         {'mu': ((), 'float32'), 's': ((), 'float32')}
         """
         if self._parameters is None:
+            observed_sites: list[tuple[str, Any]] = []
 
             def trace(key: jax.Array) -> Values:
                 draw = scoring.sample(self.joint.model, key, self.observed, self.joint.max_paths)
                 info = Values()
                 for site in self._structure(dict(draw)).sites:
                     dist = site.distribution
+                    if site.name in self.observed:
+                        observed_sites.append((site.name, dist))
                     if site.name in self.observed or dist.is_discrete or dist.is_factor:
                         continue
                     bij = transforms.biject_to(site.distribution.support)
@@ -118,6 +170,7 @@ class PinnedModel:
                 return info
 
             abstract = jax.eval_shape(trace, jax.random.key(0))
+            self._check_observed(observed_sites)
             self._parameters = {k: (v.shape, v.dtype) for k, v in abstract.items()}
         return self._parameters
 
@@ -127,15 +180,31 @@ class PinnedModel:
         """A scoring run at the first path (its sites' distributions and values)."""
         return scoring.structure(self.joint.model, values, unconstrained, self.joint.max_paths)
 
-    def _split(self, values: Mapping[str, Any]) -> dict[str, Any]:
+    def _split(
+        self,
+        values: Mapping[str, Any],
+        shapes: Mapping[str, tuple[int, ...]] | None = None,
+        batch: bool = False,
+    ) -> dict[str, Any]:
+        """``values`` checked: one for each free continuous variable, each of its shape in one
+        draw (``shapes``, default the unconstrained ones), after leading dims with ``batch``."""
         names = self.parameter_shapes
         missing = [k for k in names if k not in values]
         extra = [k for k in values if k not in names]
         if missing or extra:
+            hint = _did_you_mean(extra, names) if extra else ""
             raise ValueError(
                 f"expected values for the free continuous variables {list(names)}; "
-                f"missing {missing}, unexpected {extra}"
+                f"missing {missing}, unexpected {extra}{hint}"
             )
+        shapes = names if shapes is None else shapes
+        for k, v in values.items():
+            got, want = tuple(jnp.shape(v)), tuple(shapes[k])
+            if got != want and not (batch and got[len(got) - len(want) :] == want):
+                raise ValueError(
+                    f"value for {k!r} has shape {got}; expected shape {want} (one draw of "
+                    f"model {self.joint.name!r})" + (", after optional batch dims" if batch else "")
+                )
         return dict(values)
 
     def unnormalized_log_prob(self, values: Mapping[str, Any]) -> jax.Array:
@@ -155,7 +224,9 @@ class PinnedModel:
         >>> log_normal(0.0, 0.0, 1.0) + log_half_normal + log_normal(0.5, 0.0, 2.0)
         -4.7881...
         """
-        return self.joint.log_prob({**self.observed, **self._split(values)})
+        events = self.joint.event_shapes()
+        values = self._split(values, {k: events[k].shape for k in self.parameter_shapes}, True)
+        return self.joint.log_prob({**self.observed, **values})
 
     def unconstrained_log_prob(self, unconstrained: Mapping[str, Any]) -> jax.Array:
         """Log density on unconstrained space (with the log-det-Jacobian): what NUTS samples.
@@ -246,7 +317,8 @@ class PinnedModel:
         >>> {k: float(v) for k, v in u.items()}             # u = log s = log 2
         {'mu': 0.5, 's': 0.6931}
         """
-        values = self._split(values)
+        events = self.joint.event_shapes()
+        values = self._split(values, {k: events[k].shape for k in self.parameter_shapes})
         scorer = self._structure({**self.observed, **values})
         return {
             s.name: transforms.biject_to(s.distribution.support).inverse(
@@ -287,6 +359,34 @@ class PinnedModel:
             k: jax.random.uniform(kk, shape, dtype, -radius, radius)
             for kk, (k, (shape, dtype)) in zip(keys, info.items())
         }
+
+
+# Rows named in an error about observed values before the rest are only counted.
+_ROWS_SHOWN = 10
+
+
+def _rows(flags: np.ndarray) -> str:
+    """Where ``flags`` is true, as rows (indices along the first axis).
+
+    >>> _rows(np.array([False, True, True])), _rows(np.array(True))
+    ('at rows [1, 2] (2 of 3)', '(the value)')
+    """
+    flags = np.asarray(flags)
+    if flags.ndim == 0:
+        return "(the value)"
+    rows = np.flatnonzero(flags.reshape(len(flags), -1).any(axis=1))
+    shown = ", ".join(map(str, rows[:_ROWS_SHOWN])) + (", ..." if len(rows) > _ROWS_SHOWN else "")
+    return f"at rows [{shown}] ({len(rows)} of {len(flags)})"
+
+
+def _did_you_mean(unknown: list[str], names: Iterable[str]) -> str:
+    """``"; did you mean 'mu'?"`` for the closest known names, or ``""``.
+
+    >>> _did_you_mean(["muu"], ["mu", "sigma"])
+    "; did you mean 'mu'?"
+    """
+    close = [m for k in unknown for m in difflib.get_close_matches(k, list(names), n=1)]
+    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
 
 
 def _model() -> Generator[Any, Any, None]:

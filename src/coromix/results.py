@@ -548,6 +548,11 @@ class Posterior:
         >>> back.samples["mu"].tolist(), int(back.attrs["num_warmup"])
         ([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], 100)
         """
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"Posterior.save({str(path)!r}): no folder {folder}")
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"Posterior.save({str(path)!r}): that is a folder, not a file")
         _arviz.to_netcdf(self.to_arviz(), path)
 
     @classmethod
@@ -559,7 +564,18 @@ class Posterior:
         The groups the file holds (log-likelihood, discrete posterior, predictive draws) come back
         without the model; ``model`` must have the file's variables.  Example: see :meth:`save`.
         """
-        groups, attrs = _arviz.read_netcdf(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Posterior.load({str(path)!r}): "
+                + ("that is a folder, not a file" if os.path.isdir(path) else "no such file")
+            )
+        try:
+            groups, attrs = _arviz.read_netcdf(path)
+        except Exception as err:  # netCDF4, h5py and xarray raise many kinds
+            raise ValueError(
+                f"Posterior.load({str(path)!r}): not a NetCDF file written by Posterior.save "
+                f"(or ArviZ's to_netcdf); reading it failed with {type(err).__name__}: {err}"
+            ) from err
         if "posterior" not in groups:
             raise ValueError(f"{path}: no posterior group; groups found: {list(groups)}")
         if model is not None:

@@ -38,6 +38,10 @@ from __future__ import annotations
 import dis
 import functools
 import inspect
+import linecache
+import os
+import re
+import traceback
 from collections.abc import Callable, Generator
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -145,6 +149,28 @@ class ModelDefinitionError(ValueError):
     """
 
 
+class ControlFlowError(ModelDefinitionError, TypeError):
+    """Python control flow (``if``, ``while``, ``int()``, a list index) on a model value that has
+    no single concrete value: a batch of values, or a value traced by JAX.
+
+    Raised by :func:`run` in place of JAX's ``TracerBoolConversionError`` (and its relatives) or
+    NumPy's "truth value of an array is ambiguous", naming the variable, the model's line and the
+    fix.  Both a ``TypeError`` (as JAX's errors) and a ``ValueError`` (as NumPy's).
+
+    >>> import coromix.distributions as tfd
+    >>> def model():
+    ...     x = yield tfd.Normal([0.0, 1.0], 1.0)
+    ...     if x > 0:
+    ...         y = yield tfd.Normal(0.0, 1.0)
+    >>> run(model, lambda name, dist: dist.mean())
+    Traceback (most recent call last):
+    ...
+    coromix.runner.ControlFlowError: model 'model', ... line 3 (`if x > 0:`): Python control flow
+    (if, while, and, or) needs one True/False value, but 'x' has shape (2,) (one value per batch element). Fix: index
+    with it (mu[z]) or use jnp.where(condition, a, b) instead of `if`...
+    """
+
+
 def root(distribution: Distribution) -> Distribution:
     """``JointDistributionCoroutine.Root``: accepted for compatibility with TFP; changes nothing.
 
@@ -230,6 +256,98 @@ class _Namer:
         return name
 
 
+def _model_name(model_fn: Callable) -> str:
+    fn = getattr(model_fn, "func", model_fn)  # functools.partial
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _describe(obj: Any) -> str:
+    """What a model yielded instead of a distribution, in the user's terms."""
+    if obj is None:
+        return "None (a bare `yield`)"
+    if inspect.isgenerator(obj):
+        return "a generator (run a sub-model with `yield from submodel()`, not `yield submodel()`)"
+    if isinstance(obj, (jax.Array, np.ndarray, np.generic, int, float)):
+        dtype = obj.dtype if hasattr(obj, "dtype") else np.asarray(obj).dtype
+        return f"an array of shape {tuple(np.shape(obj))} and dtype {dtype}"
+    return f"a {type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _user_frame(err: BaseException) -> tuple[str, int, str] | None:
+    """(file, line, source) of the innermost frame of ``err`` outside JAX, NumPy and coromix, or
+    else of the innermost generator's (a model shipped inside coromix)."""
+    outside = generator = None
+    for frame, line in traceback.walk_tb(err.__traceback__):
+        filename = frame.f_code.co_filename
+        where = (filename, line, linecache.getline(filename, line).strip())
+        if not any(part in filename for part in _LIBRARY_PARTS):
+            outside = where
+        if frame.f_code.co_flags & inspect.CO_GENERATOR:
+            generator = where
+    return outside or generator
+
+
+# Paths of the libraries whose frames are not the user's (the model's line is looked for outside).
+_LIBRARY_PARTS = (
+    f"{os.sep}jax{os.sep}",
+    f"{os.sep}jaxlib{os.sep}",
+    f"{os.sep}numpy{os.sep}",
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+
+
+def _control_flow_error(
+    err: Exception, model_fn: Callable, sites: list[Site]
+) -> ControlFlowError | None:
+    """:class:`ControlFlowError` for JAX's tracer conversion errors and NumPy's ambiguous truth
+    value raised by the model's own code; ``None`` for any other error."""
+    text = str(err).lower()
+    if isinstance(err, jax.errors.TracerIntegerConversionError) or (
+        isinstance(err, TypeError) and "integer scalar arrays can be converted" in text
+    ):
+        need, fix = (
+            "a Python integer (a list index, range(), int()) needs one concrete integer",
+            "index a JAX array instead (jnp.asarray(values)[z]) or use jnp.where",
+        )
+    elif isinstance(err, jax.errors.TracerArrayConversionError):
+        need, fix = (
+            "a NumPy function (np.*) needs a concrete array",
+            "use the jax.numpy function (jnp.*) on model variables",
+        )
+    elif isinstance(err, jax.errors.ConcretizationTypeError) or (
+        isinstance(err, ValueError) and "truth value of an array" in text
+    ):
+        need, fix = (
+            "Python control flow (if, while, and, or) needs one True/False value",
+            "index with it (mu[z]) or use jnp.where(condition, a, b) instead of `if`",
+        )
+    else:
+        return None
+    where = _user_frame(err)
+    filename, line, source = where if where else ("the model", 0, "")
+    names = set(_IDENTIFIER.findall(source))
+    used = [s for s in sites if s.name in names or re.sub(r"_\d+$", "", s.name) in names]
+    what = []
+    for site in used or sites[-1:]:
+        shape = tuple(np.shape(site.value))
+        if shape:
+            what.append(f"{site.name!r} has shape {shape} (one value per batch element)")
+        elif isinstance(site.value, jax.core.Tracer):
+            what.append(
+                f"{site.name!r} is traced (its value is known only inside the compiled "
+                f"computation: continuous variables, and discrete ones under jit or vmap)"
+            )
+    if not what:
+        what = ["the value is traced or has several elements"]
+    code = f" (`{source}`)" if source else ""
+    return ControlFlowError(
+        f"model {_model_name(model_fn)!r}, {os.path.basename(filename)} line {line}{code}: "
+        f"{need}, but {'; '.join(what)}. Fix: {fix}. Only a scalar discrete choice "
+        f"(z = yield Categorical(probs=[...])) has a concrete value to branch on"
+    )
+
+
 def run(model_fn: Callable[[], Any], handler: Handler) -> list[Site]:
     """Run ``model_fn()`` once; at each yield, ``handler(name, distribution)`` gives the value sent.
 
@@ -269,10 +387,19 @@ def run(model_fn: Callable[[], Any], handler: Handler) -> list[Site]:
                 dist = gen.send(send)
             except StopIteration:
                 return sites
+            except (TypeError, ValueError) as err:
+                better = _control_flow_error(err, model_fn, sites)
+                if better is None:
+                    raise
+                raise better from err
             if not isinstance(dist, Yieldable):
+                frames = _frames(gen)
+                line = frames[-1].f_lineno if frames else 0
+                after = f"after {sites[-1].name!r}" if sites else "as its first variable"
                 raise ModelDefinitionError(
-                    f"the model yielded a {type(dist).__name__} after {len(sites)} variable(s); "
-                    f"a model yields coromix distributions only"
+                    f"model {_model_name(model_fn)!r}, line {line}: yielded "
+                    f"{_describe(dist)} {after}; a model yields coromix distributions only "
+                    f"(x = yield tfd.Normal(...)); compute other values without yield"
                 )
             name = namer(gen, dist)
             send = handler(name, dist)

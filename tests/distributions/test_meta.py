@@ -277,7 +277,10 @@ def test_independent_discrete_and_errors():
     assert d.is_discrete and not d.has_enumerate_support and d.dtype == jnp.int32
     assert d.support.is_discrete
     np.testing.assert_allclose(d.log_prob(jnp.array([1, 0, 0])), np.log(0.3 * 0.7 * 0.7), rtol=1e-5)
-    assert d.log_prob(jnp.array([1, 0, 2])) == -np.inf
+    with pytest.raises(ValueError, match=r"Bernoulli: value outside the support .* at \[2\]"):
+        d.log_prob(jnp.array([1, 0, 2]))
+    unchecked = Independent(Bernoulli(probs=jnp.full((3,), 0.3), validate_args=False), 1)
+    assert unchecked.log_prob(jnp.array([1, 0, 2])) == -np.inf
     with pytest.raises(ValueError, match="reinterpreted_batch_ndims"):
         Independent(Normal(jnp.zeros(3), 1.0), 2)
     with pytest.raises(TypeError, match="Distribution"):

@@ -11,6 +11,8 @@ Modules:
     errors: ``FitError``, a problem with the inputs reported as one line (exit code 2).
     demo: ``coromix demo``, two fits on real data shipped with the package.
     plots: the one matplotlib setup (backend, layout, saving) used by ``fit`` and ``demo``.
+    cache: JAX's persistent compilation cache, on for ``fit`` and ``demo`` (``--cache-dir``,
+        ``--no-cache``, ``COROMIX_CACHE_DIR``).
 """
 
 from coromix.cli.parser import main

@@ -1,8 +1,10 @@
 """Reading the data of ``coromix fit``: the CSV, and the read-only ``data`` given to ``model(data)``.
 
 The CSV: a header line of column names, then one line per row, every value a finite number.
-Blank lines and lines starting with ``#`` (notes on the source) are skipped.  A column whose
-values are all integers is read as ``int64``, any other as ``float64``.
+Lines starting with ``#`` (notes on the source) are skipped, and so are blank lines before the
+header and at the end of the file.  A blank line between data rows is a row of missing values:
+an error naming its row, as any empty cell is (coromix never drops data silently).  A column
+whose values are all integers is read as ``int64``, any other as ``float64``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ def read_csv(path: str | Path) -> dict[str, np.ndarray]:
     Traceback (most recent call last):
     ...
     coromix.cli.errors.FitError: data file ...data.csv: values that are not finite numbers ...
+    >>> _ = path.write_text("y\\n1.5\\n\\n2.5\\n\\n")   # a blank line between rows: a missing value
+    >>> read_csv(path)
+    Traceback (most recent call last):
+    ...
+    coromix.cli.errors.FitError: data file ...: ... column 'y' in data rows 2 ('')
     """
     path = Path(path)
     if not path.is_file():
@@ -54,8 +61,13 @@ def read_csv(path: str | Path) -> dict[str, np.ndarray]:
     numbered = [
         (number, line)
         for number, line in enumerate(text.splitlines(), start=1)
-        if line.strip() and not line.lstrip().startswith("#")
+        if not line.lstrip().startswith("#")
     ]
+    # blank lines before the header and at the end are layout; between rows, missing values
+    while numbered and not numbered[0][1].strip():
+        numbered.pop(0)
+    while numbered and not numbered[-1][1].strip():
+        numbered.pop()
     if not numbered:
         raise FitError(
             f"data file {path} is empty: expected a header line of column names, then "
@@ -63,6 +75,10 @@ def read_csv(path: str | Path) -> dict[str, np.ndarray]:
         )
     records = list(csv.reader(line for _, line in numbered))
     header = [name.strip() for name in records[0]]
+    records[1:] = [
+        row if line.strip() else [""] * len(header)
+        for row, (_, line) in zip(records[1:], numbered[1:])
+    ]
     if any(not name for name in header):
         raise FitError(
             f"data file {path}: the header line {numbered[0][0]} has an empty column "

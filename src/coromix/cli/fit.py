@@ -2,7 +2,8 @@
 
 The model file
 --------------
-``MODEL.py`` defines a generator function ``model(data)``.  ``data`` is a read-only mapping
+``MODEL.py`` is executed as Python code (as ``python MODEL.py`` would run it, with the user's
+permissions: run only model files you trust) and defines a generator function ``model(data)``.  ``data`` is a read-only mapping
 column name -> 1-D NumPy array (one entry per data row; integer columns as ``int64``, others as
 ``float64``), so the model can read sizes and covariates from it.  The model describes the WHOLE
 data set (one draw of the model = one data set): its observed variables have shape ``(N,)``, N being
@@ -31,7 +32,8 @@ Columns and variables
 * Multivariate observations (one variable spread over several columns) are not supported.
 
 The CSV: a header line of column names, then one line per row, every value a finite number.
-Blank lines and lines starting with ``#`` (notes on the source) are skipped.
+Lines starting with ``#`` (notes on the source) are skipped; an empty cell, or a blank line
+between data rows, is a missing value, reported with its row (never dropped silently).
 
 Outputs (in ``--out``, by default a new folder ``coromix-fit-YYYYmmdd-HHMMSS`` under the current
 directory): ``posterior.nc`` (ArviZ NetCDF, :meth:`coromix.Posterior.save`), ``summary.csv``
@@ -49,6 +51,7 @@ Problems with the files, the data or the model are raised as
 from __future__ import annotations
 
 import csv
+import os
 import sys
 import time
 import warnings
@@ -105,15 +108,14 @@ def run(
     """
     for name, value, least in [
         ("--chains", chains, 1),
-        ("--warmup", warmup, 0),
+        ("--warmup", warmup, 1),
         ("--samples", samples, 1),
     ]:
         if value < least:
             raise FitError(f"{name} must be at least {least}; got {value}")
     start = time.perf_counter()
     folder = Path(out) if out else _fresh_folder(Path.cwd())
-    if folder.exists() and not folder.is_dir():
-        raise FitError(f"--out {folder} is a file, not a folder")
+    check_out(folder)
     model = load_model(model_path)
     columns = read_csv(data_path)
     user = UserCode(str(Path(model_path).resolve()), model_path)
@@ -133,6 +135,36 @@ def run(
     print(f"\noutputs written to {folder}/: {', '.join(result['files'])}")
     print(f"total time {time.perf_counter() - start:.0f} s")
     return {"out": folder, **result}
+
+
+def check_out(folder: Path) -> None:
+    """Raise :class:`~coromix.cli.errors.FitError` unless the results can be written in
+    ``folder``: a writable folder, or one that can be created (its nearest existing parent is a
+    writable folder).  Checked before the fit, so that no fit is lost to a bad ``--out``.
+
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> check_out(folder / "new" / "results")
+    >>> (folder / "notes.txt").write_text("a file")
+    6
+    >>> check_out(folder / "notes.txt" / "results")
+    Traceback (most recent call last):
+    ...
+    coromix.cli.errors.FitError: --out .../notes.txt/results: cannot create it, .../notes.txt is a file, not a folder
+    """
+    if folder.exists():
+        if not folder.is_dir():
+            raise FitError(f"--out {folder} is a file, not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise FitError(f"--out {folder}: no permission to write in that folder")
+        return
+    parent = folder.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise FitError(f"--out {folder}: cannot create it, {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FitError(f"--out {folder}: cannot create it, no permission to write in {parent}")
 
 
 def _fresh_folder(parent: Path) -> Path:

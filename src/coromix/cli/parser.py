@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 import coromix
+from coromix.cli import cache
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -54,6 +56,59 @@ def fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(least: int, why: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer >= ``least`` (``why``: the reason, in the error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer; got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}{why}; got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {least}"
+    return parse
+
+
+def _sampling_options(command: argparse.ArgumentParser, warmup: int, samples: int) -> None:
+    """``--chains``, ``--warmup``, ``--samples``, ``--seed``, ``--quiet``, and the cache options."""
+    command.add_argument(
+        "--chains", type=_count(1), default=4, help="NUTS chains (default: %(default)s)"
+    )
+    command.add_argument(
+        "--warmup",
+        type=_count(1, " (warmup tunes the step size and mass matrix; 0 leaves them untuned)"),
+        default=warmup,
+        help="warmup (adaptation) steps per chain (default: %(default)s)",
+    )
+    command.add_argument(
+        "--samples",
+        type=_count(1),
+        default=samples,
+        help="draws kept per chain (default: %(default)s)",
+    )
+    command.add_argument(
+        "--seed", type=int, default=0, help="random seed of the fit (default: %(default)s)"
+    )
+    command.add_argument(
+        "--quiet", action="store_true", help="no progress bars (default: progress bars shown)"
+    )
+    command.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help=f"folder of JAX's persistent compilation cache, so that a later run skips "
+        f"compiling the same programs (default: ${cache.ENV_VAR} if set, else "
+        f"$XDG_CACHE_HOME/coromix/jax or ~/.cache/coromix/jax; {cache.ENV_VAR}=off turns it off)",
+    )
+    command.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not read or write the compilation cache (default: the cache is used)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``coromix``'s arguments; each command sets ``run``, its function.
 
@@ -66,15 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"coromix {coromix.__version__}")
     commands = parser.add_subparsers(dest="command")
-    p_demo = commands.add_parser("demo", help="run the built-in demonstration")
-    p_demo.add_argument(
-        "--out", help="folder for the plots (default: a new one under the current directory)"
+    p_demo = commands.add_parser(
+        "demo",
+        help="run the built-in demonstration",
+        description="Fit two real data sets shipped with coromix (iris petals: a mixture; US "
+        "GDP growth: regime switching), print the summaries and write plots.",
     )
-    p_demo.add_argument("--chains", type=int, default=4)
-    p_demo.add_argument("--warmup", type=int, default=500)
-    p_demo.add_argument("--samples", type=int, default=500)
-    p_demo.add_argument("--seed", type=int, default=0)
-    p_demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    p_demo.add_argument(
+        "--out",
+        help="folder for the plots (default: a new folder coromix-demo-* under the current "
+        "directory)",
+    )
+    _sampling_options(p_demo, warmup=500, samples=500)
     p_demo.set_defaults(run=demo)
     p_fit = commands.add_parser(
         "fit",
@@ -82,30 +140,32 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit the generator function `model(data)` of MODEL.py to the CSV: columns "
         "named like model variables are observed, the others are data the model "
         "reads (data['x']). Writes posterior.nc (ArviZ), summary.csv, trace.png, "
-        "posterior.png and posterior_predictive.png, or map.csv with --map.",
+        "posterior.png and posterior_predictive.png, or map.csv with --map. "
+        "MODEL.py is executed as Python code, as `python MODEL.py` would run it, with your "
+        "permissions: run only model files you trust.",
     )
     p_fit.add_argument(
-        "model", metavar="MODEL.py", help="Python file defining a generator function model(data)"
+        "model",
+        metavar="MODEL.py",
+        help="Python file defining a generator function model(data); it is executed as Python code",
     )
     p_fit.add_argument(
         "--data",
         required=True,
         metavar="DATA.csv",
-        help="CSV with a header line; one numeric column per variable or covariate",
+        help="CSV with a header line; one numeric column per variable or covariate (required)",
     )
     p_fit.add_argument(
-        "--out", help="folder for the results (default: a new one under the current directory)"
+        "--out",
+        help="folder for the results, checked to be writable before the fit (default: a new "
+        "folder coromix-fit-YYYYmmdd-HHMMSS under the current directory)",
     )
-    p_fit.add_argument("--chains", type=int, default=4)
-    p_fit.add_argument("--warmup", type=int, default=1000)
-    p_fit.add_argument("--samples", type=int, default=1000)
-    p_fit.add_argument("--seed", type=int, default=0)
+    _sampling_options(p_fit, warmup=1000, samples=1000)
     p_fit.add_argument(
         "--map",
         action="store_true",
-        help="the posterior mode (MAP, by optimization) instead of NUTS draws",
+        help="the posterior mode (MAP, by optimization) instead of NUTS draws (default: NUTS)",
     )
-    p_fit.add_argument("--quiet", action="store_true", help="no progress bars")
     p_fit.set_defaults(run=fit)
     return parser
 
@@ -115,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
 
     0 on success; 2 for a problem with the inputs (one line ``coromix fit: error: ...`` on
     stderr) or no command (the help is printed).  ``--version`` and ``--help`` exit through
-    ``SystemExit`` as argparse does.
+    ``SystemExit`` as argparse does.  ``demo`` and ``fit`` run with JAX's persistent compilation
+    cache on (:mod:`coromix.cli.cache`: ``--cache-dir``, ``--no-cache``, ``COROMIX_CACHE_DIR``);
+    the JAX settings are put back when the command returns.
 
     >>> main([])
     usage: coromix [-h] [--version] {demo,fit} ...
@@ -129,4 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return args.run(args)
+    saved = cache.settings()
+    cache.enable(cache.cache_dir(args.cache_dir, args.no_cache))
+    try:
+        return args.run(args)
+    finally:
+        cache.restore(saved)  # as it was, for a caller in the same process (tests, notebooks)

@@ -12,18 +12,19 @@ from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.categorical import SuccessProbability, logits_and_probs
-from coromix.distributions.distribution import Distribution
+from coromix.distributions.distribution import Distribution, label_of
 from coromix.utils import ArrayLike, Shape
 
 
 class Bernoulli(SuccessProbability, Distribution):
     """Bernoulli(probs=p) or Bernoulli(logits=l): ``P(X = 1) = p = sigmoid(l)``, ``P(X = 0) = 1 - p``.
 
-    Samples are int32; ``log_prob`` is ``-inf`` for values other than 0 and 1.
+    Samples are int32; values other than 0 and 1 are an error, or have ``log_prob`` ``-inf`` with
+    ``validate_args=False``.
 
     >>> round(float(Bernoulli(probs=0.3).log_prob(1)), 4)   # log(0.3)
     -1.204
-    >>> float(Bernoulli(probs=0.3).log_prob(2))   # outside {0, 1}
+    >>> float(Bernoulli(probs=0.3, validate_args=False).log_prob(2))   # outside {0, 1}
     -inf
     """
 
@@ -39,13 +40,13 @@ class Bernoulli(SuccessProbability, Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
-        label = f"Bernoulli '{name}'" if name else "Bernoulli"
+        label = label_of("Bernoulli", name)
         self._param, self._kind = logits_and_probs(logits, probs, label)
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         if self._kind == "logits":
-            return []
+            return [("logits", ~jnp.isnan(self._param), "numbers (not NaN)")]
         p = self._param
         return [("probs", (p >= 0) & (p <= 1), "in [0, 1]")]
 
@@ -61,6 +62,7 @@ class Bernoulli(SuccessProbability, Distribution):
         return jax.random.bernoulli(key, self.probs, shape).astype(jnp.int32)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         k = jnp.asarray(value)
         k = k.astype(jnp.result_type(k, self._param.dtype))
         inside = (k == 0) | (k == 1)

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 from jax.scipy.special import betaln, xlog1py, xlogy
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape
 
 
 class Beta(Distribution):
@@ -33,7 +33,9 @@ class Beta(Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
-        self.concentration1, self.concentration0 = promote_floats(concentration1, concentration0)
+        self.concentration1, self.concentration0 = float_parameters(
+            label_of("Beta", name), concentration1=concentration1, concentration0=concentration0
+        )
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
@@ -55,6 +57,7 @@ class Beta(Distribution):
         return jnp.clip(x, finfo.tiny, 1 - finfo.epsneg)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         a, b = self.concentration1, self.concentration0

@@ -12,8 +12,8 @@ from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.categorical import SuccessProbability, logits_and_probs
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, is_concrete, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape, is_concrete
 
 
 class Binomial(SuccessProbability, Distribution):
@@ -40,9 +40,11 @@ class Binomial(SuccessProbability, Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
-        label = f"Binomial '{name}'" if name else "Binomial"
+        label = label_of("Binomial", name)
         param, self._kind = logits_and_probs(logits, probs, label)
-        self.total_count, self._param = promote_floats(total_count, param)
+        self.total_count, self._param = float_parameters(
+            label, total_count=total_count, **{self._kind: param}
+        )
         if not isinstance(total_count, jax.Array):
             # keep a constant count concrete even inside jit, so the support can be enumerated
             self.total_count = np.asarray(total_count, dtype=self._param.dtype)
@@ -54,11 +56,16 @@ class Binomial(SuccessProbability, Distribution):
         if self._kind == "probs":
             p = self._param
             checks.append(("probs", (p >= 0) & (p <= 1), "in [0, 1]"))
+        else:
+            checks.append(("logits", ~jnp.isnan(self._param), "numbers (not NaN)"))
         return checks
 
     @property
     def support(self) -> constraints.Constraint:
         return constraints.IntegerInterval(0, self.total_count)
+
+    def _value_constraint(self) -> constraints.Constraint:
+        return constraints.nonnegative_integer  # -inf above total_count (may vary by component)
 
     @property
     def dtype(self) -> DTypeLike:
@@ -70,6 +77,7 @@ class Binomial(SuccessProbability, Distribution):
         return jax.random.binomial(key, n, p, shape, self._param.dtype).astype(jnp.int32)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         k = jnp.asarray(value)
         k = k.astype(jnp.result_type(k, self._param.dtype))
         n = self.total_count

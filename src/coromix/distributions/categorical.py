@@ -10,7 +10,7 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
+from coromix.distributions.distribution import Distribution, as_parameter, label_of
 from coromix.utils import ArrayLike, Shape, as_float
 
 
@@ -20,7 +20,8 @@ def logits_and_probs(
     """Exactly one of ``logits``/``probs``; returns the one given as a float array and its kind."""
     if (logits is None) == (probs is None):
         raise ValueError(f"{label}: give exactly one of `logits` or `probs`")
-    return (as_float(logits), "logits") if probs is None else (as_float(probs), "probs")
+    kind, value = ("logits", logits) if probs is None else ("probs", probs)
+    return as_float(as_parameter(label, kind, value)), kind
 
 
 class SuccessProbability:
@@ -58,24 +59,24 @@ class Categorical(Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
-        self._param, self._kind = logits_and_probs(logits, probs, f"Categorical '{name}'")
+        label = label_of("Categorical", name)
+        self._param, self._kind = logits_and_probs(logits, probs, label)
         if self._param.ndim == 0:
             raise ValueError(
-                f"Categorical '{name}': `{self._kind}` needs a last axis of K categories; "
-                f"got a scalar"
+                f"{label}: `{self._kind}` needs a last axis of K categories; got a scalar"
             )
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         if self._kind == "logits":
-            return []
+            return [("logits", ~jnp.isnan(self._param), "numbers (not NaN)")]
         p = self._param
         tol = 1e-4 if p.dtype == jnp.float32 else 1e-8
         return [
             (
-                "_param",
+                "probs",
                 jnp.all(p >= 0) & jnp.all(jnp.abs(p.sum(-1) - 1) < tol),
-                "probabilities (nonnegative, summing to 1 over the last axis) for `probs`",
+                "probabilities (nonnegative, summing to 1 over the last axis)",
             )
         ]
 
@@ -119,6 +120,7 @@ class Categorical(Distribution):
         return jnp.moveaxis(self._log_probs(), -1, 0)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         value = jnp.asarray(value)
         log_p = self._log_probs()
         shape = jnp.broadcast_shapes(value.shape, self.batch_shape)

@@ -31,6 +31,7 @@ class Cauchy(LocationScale):
         return self.loc + self.scale * jax.random.cauchy(key, shape, self.dtype)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         z = (x - self.loc) / self.scale

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape
 
 
 class Dirichlet(Distribution):
@@ -32,9 +32,9 @@ class Dirichlet(Distribution):
     def __init__(
         self, concentration: ArrayLike, *, validate_args: bool = True, name: str | None = None
     ) -> None:
-        (self.concentration,) = promote_floats(concentration)
+        label = label_of("Dirichlet", name)
+        (self.concentration,) = float_parameters(label, concentration=concentration)
         if self.concentration.ndim == 0:
-            label = f"Dirichlet '{name}'" if name else "Dirichlet"
             raise ValueError(
                 f"{label}: `concentration` needs a last axis of K categories; got a scalar"
             )
@@ -59,6 +59,7 @@ class Dirichlet(Distribution):
         return jax.random.dirichlet(key, self.concentration, shape, self.dtype)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         a = self.concentration

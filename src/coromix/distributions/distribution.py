@@ -37,6 +37,85 @@ def _show(x: Any) -> str:
     return str(x) if x.size <= 6 else f"an array of shape {x.shape} (min {x.min()}, max {x.max()})"
 
 
+def _show_bad(value: Any, ok: Any) -> str:
+    """``value`` where ``ok`` is false: the first few offending entries and their indices.
+
+    ``ok`` has the shape of ``value`` without its event dims (one flag per event).
+
+    >>> _show_bad(np.array([1.0, -2.0, 3.0, np.nan]), np.array([True, False, True, False]))
+    '-2.0 at [1], nan at [3] (2 of 4 values)'
+    >>> _show_bad(np.float32(-1.0), np.bool_(False))
+    '-1.0'
+    """
+    value, ok = np.asarray(value), np.asarray(ok)
+    if ok.ndim == 0 or ok.shape != value.shape[: ok.ndim]:
+        return _show(value)
+    where = np.argwhere(~ok)
+    shown = ", ".join(
+        f"{_show(value[tuple(index)])} at {list(map(int, index))}" for index in where[:_BAD_SHOWN]
+    )
+    more = ", ..." if len(where) > _BAD_SHOWN else ""
+    return f"{shown}{more} ({len(where)} of {ok.size} {'values' if ok.ndim == value.ndim else 'events'})"
+
+
+# Offending entries of a value named in an error before the rest are only counted.
+_BAD_SHOWN = 5
+
+
+def label_of(kind: str, name: str | None) -> str:
+    """How errors name a distribution: ``Normal`` or ``Normal 'x'`` (with ``name=``).
+
+    >>> label_of("Normal", "x"), label_of("Normal", None)
+    ("Normal 'x'", 'Normal')
+    """
+    return f"{kind} '{name}'" if name else kind
+
+
+def as_parameter(label: str, parameter: str, value: Any) -> jax.Array:
+    """``value`` as a JAX array of numbers; a ``TypeError`` naming ``parameter`` otherwise.
+
+    >>> as_parameter("Normal", "loc", [1, 2]).tolist()
+    [1, 2]
+    >>> as_parameter("Normal", "loc", "zero")
+    Traceback (most recent call last):
+    ...
+    TypeError: Normal: parameter `loc` must be a number or an array of numbers; got str 'zero'
+    """
+    try:
+        array = None if _has_text(value) else jnp.asarray(value)
+    except (TypeError, ValueError):
+        array = None
+    numeric = array is not None and (
+        jnp.issubdtype(array.dtype, jnp.bool_)
+        or jnp.issubdtype(array.dtype, jnp.integer)
+        or jnp.issubdtype(array.dtype, jnp.floating)
+    )
+    if not numeric:
+        shown = f"{value!r}" if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
+        raise TypeError(
+            f"{label}: parameter `{parameter}` must be a number or an array of numbers; "
+            f"got {type(value).__name__} {shown}"
+        )
+    return array
+
+
+def _has_text(value: Any) -> bool:
+    """Whether ``value`` is a string or a (nested) list or tuple holding one."""
+    if isinstance(value, (str, bytes)):
+        return True
+    return isinstance(value, (list, tuple)) and any(_has_text(v) for v in value)
+
+
+def float_parameters(label: str, **values: Any) -> tuple[jax.Array, ...]:
+    """The parameters as floating arrays of one common dtype (not broadcast), checked by name.
+
+    >>> loc, scale = float_parameters("Normal", loc=0, scale=[1.0, 2.0])
+    >>> loc.dtype, scale.shape
+    (dtype('float32'), (2,))
+    """
+    return promote_floats(*(as_parameter(label, k, v) for k, v in values.items()))
+
+
 class Distribution(Yieldable):
     """Base class of coromix distributions: what a model yields.
 
@@ -75,16 +154,35 @@ class Distribution(Yieldable):
     def _init_common(self, name: str | None, validate_args: bool) -> None:
         self.name = name
         self.validate_args = validate_args
+        self._check_shapes()
         if validate_args:
             self._validate()
+
+    def _check_shapes(self) -> None:
+        """Scalar-event parameters whose shapes do not broadcast: an error naming them (families
+        with event or category axes check their own shapes)."""
+        if type(self).batch_shape is not Distribution.batch_shape:
+            return
+        # `_param` holds probs or logits (rate or log_rate), as given: name it so
+        shapes = {
+            getattr(self, "_kind", n) if n == "_param" else n: tuple(jnp.shape(getattr(self, n)))
+            for n in self.parameter_names
+        }
+        try:
+            jnp.broadcast_shapes(*shapes.values())
+        except ValueError:
+            shapes = ", ".join(f"`{n}` {shape}" for n, shape in shapes.items())
+            raise ValueError(
+                f"{self._label()}: the parameters' shapes do not broadcast to one batch shape: "
+                f"{shapes}; each dimension must be equal or 1 (NumPy broadcasting, from the right)"
+            ) from None
 
     # --- validation -------------------------------------------------------------------------
     def _parameter_checks(self) -> Sequence[tuple[str, Any, str]]:
         return ()
 
     def _label(self) -> str:
-        kind = type(self).__name__
-        return f"{kind} '{self.name}'" if self.name else kind
+        return label_of(type(self).__name__, self.name)
 
     def _validate(self) -> None:
         if not all(is_concrete(getattr(self, n)) for n in self.parameter_names):
@@ -95,16 +193,59 @@ class Distribution(Yieldable):
                 continue
             if not np.all(ok):
                 raise ValueError(
-                    f"{self._label()}: parameter `{param}` must be {expected}; got {_show(value)}"
+                    f"{self._label()}: parameter `{param}` must be {expected}; got "
+                    f"{_show_bad(value, ok)}"
                 )
 
-    def _check_value(self, value: jax.Array) -> None:
-        if not (self.validate_args and is_concrete(value)):
+    def _value_constraint(self) -> constraints.Constraint:
+        """What values are checked against: the support; families whose support bounds come from
+        parameters (``Uniform``, ``Binomial``) check only the part that does not, since a value
+        may lie inside one batch member's or component's bounds and outside another's (log
+        density ``-inf`` there)."""
+        return self.support
+
+    def outside_support(self, value: Any) -> tuple[constraints.Constraint, np.ndarray] | None:
+        """``(constraint, flags)``: which events of a concrete ``value`` are not admitted.
+
+        ``None`` when it cannot be known now (a traced value, or a support with traced bounds).
+        The flags have the value's shape without its event dims.
+
+        >>> from coromix.distributions import HalfNormal
+        >>> constraint, bad = HalfNormal(1.0).outside_support(np.array([1.0, -2.0]))
+        >>> str(constraint), bad.tolist()
+        ('positive', [False, True])
+        """
+        if not is_concrete(value):
+            return None
+        constraint = self._value_constraint()
+        try:
+            ok = constraint.admits(jnp.asarray(value))
+        except jax.errors.UnexpectedTracerError:
+            return None  # bounds traced in a trace that has ended (pin's abstract run)
+        if not is_concrete(ok):
+            return None
+        return constraint, ~np.asarray(ok, dtype=bool)
+
+    def _check_value(self, value: Any) -> None:
+        """With ``validate_args``: a ``ValueError`` for a concrete value outside the support."""
+        if not self.validate_args:
             return
-        if not np.all(self.support.check(value)):
-            raise ValueError(
-                f"{self._label()}: value outside the support ({self.support}); got {_show(value)}"
-            )
+        found = self.outside_support(value)
+        if found is None or not found[1].any():
+            return
+        constraint, bad = found
+        raise ValueError(
+            f"{self._label()}: value outside the support ({constraint}); got "
+            f"{_show_bad(value, ~bad)}. Pass validate_args=False to score values outside the "
+            f"support as log density -inf"
+        )
+
+    def _unvalidated(self) -> Distribution:
+        """A copy with ``validate_args=False`` (for a family that checks values itself)."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.validate_args = False
+        return copy
 
     # --- shapes -----------------------------------------------------------------------------
     @property
@@ -192,11 +333,12 @@ class LocationScale(Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
-        self.loc, self.scale = promote_floats(loc, scale)
+        label = label_of(type(self).__name__, name)
+        self.loc, self.scale = float_parameters(label, loc=loc, scale=scale)
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
-        return [("scale", self.scale > 0, "positive")]
+        return [("loc", jnp.isfinite(self.loc), "finite"), ("scale", self.scale > 0, "positive")]
 
 
 def is_scalar_choice(dist: Distribution) -> bool:

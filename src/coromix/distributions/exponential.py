@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape
 
 
 class Exponential(Distribution):
@@ -24,7 +24,7 @@ class Exponential(Distribution):
     def __init__(
         self, rate: ArrayLike = 1.0, *, validate_args: bool = True, name: str | None = None
     ) -> None:
-        (self.rate,) = promote_floats(rate)
+        (self.rate,) = float_parameters(label_of("Exponential", name), rate=rate)
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
@@ -40,6 +40,7 @@ class Exponential(Distribution):
         return e / self.rate
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         return jnp.where(x >= 0, jnp.log(self.rate) - self.rate * x, -jnp.inf)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape, is_concrete
 
 
 class Factor(Distribution):
@@ -43,7 +44,13 @@ class Factor(Distribution):
     is_factor = True
 
     def __init__(self, log_weight: ArrayLike, *, name: str | None = None) -> None:
-        (self.log_weight,) = promote_floats(log_weight)
+        label = label_of("Factor", name)
+        (self.log_weight,) = float_parameters(label, log_weight=log_weight)
+        if is_concrete(self.log_weight) and np.any(np.isnan(self.log_weight)):
+            raise ValueError(
+                f"{label}: parameter `log_weight` must be a number or -inf, not NaN; got "
+                f"{np.asarray(self.log_weight)}"
+            )
         self._init_common(name, validate_args=False)
 
     @property

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, xlogy
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape
 
 
 class Gamma(Distribution):
@@ -34,7 +34,9 @@ class Gamma(Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
-        self.concentration, self.rate = promote_floats(concentration, rate)
+        self.concentration, self.rate = float_parameters(
+            label_of("Gamma", name), concentration=concentration, rate=rate
+        )
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
@@ -54,6 +56,7 @@ class Gamma(Distribution):
         return g / self.rate
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         c, rate = self.concentration, self.rate

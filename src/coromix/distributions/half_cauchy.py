@@ -31,7 +31,11 @@ class HalfCauchy(LocationScale):
     def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         return self.loc + self.scale * jnp.abs(jax.random.cauchy(key, shape, self.dtype))
 
+    def _value_constraint(self) -> constraints.Constraint:
+        return constraints.real  # -inf below `loc`: it may be another component's range
+
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         z = (x - self.loc) / self.scale

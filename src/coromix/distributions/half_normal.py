@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape
 
 _half_log_2_over_pi = 0.5 * math.log(2 / math.pi)
 
@@ -29,7 +29,7 @@ class HalfNormal(Distribution):
     def __init__(
         self, scale: ArrayLike = 1.0, *, validate_args: bool = True, name: str | None = None
     ) -> None:
-        (self.scale,) = promote_floats(scale)
+        (self.scale,) = float_parameters(label_of("HalfNormal", name), scale=scale)
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
@@ -43,6 +43,7 @@ class HalfNormal(Distribution):
         return self.scale * jnp.abs(jax.random.normal(key, shape, self.dtype))
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         z = x / self.scale

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape
 
 
 class InverseGamma(Distribution):
@@ -35,7 +35,9 @@ class InverseGamma(Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
-        self.concentration, self.scale = promote_floats(concentration, scale)
+        self.concentration, self.scale = float_parameters(
+            label_of("InverseGamma", name), concentration=concentration, scale=scale
+        )
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
@@ -55,6 +57,7 @@ class InverseGamma(Distribution):
         return self.scale / g
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         c, scale = self.concentration, self.scale

@@ -29,6 +29,7 @@ class Laplace(LocationScale):
         return self.loc + self.scale * jax.random.laplace(key, shape, self.dtype)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         return -jnp.abs(x - self.loc) / self.scale - jnp.log(self.scale) - _log_2

@@ -32,6 +32,7 @@ class LogNormal(LocationScale):
         return jnp.exp(self.loc + self.scale * jax.random.normal(key, shape, self.dtype))
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         inside = x > 0

@@ -63,6 +63,12 @@ class _Union(constraints.Constraint):
             ok = ok | p.check(x)
         return ok
 
+    def admits(self, x: ArrayLike) -> jax.Array:
+        ok = self.parts[0].admits(x)
+        for p in self.parts[1:]:
+            ok = ok | p.admits(x)
+        return ok
+
     def __str__(self) -> str:
         return "union of " + ", ".join(str(p) for p in self.parts)
 
@@ -209,8 +215,17 @@ class Mixture(Distribution):
         idx = k.reshape(k.shape + (1,) * (1 + n_event))
         return jnp.take_along_axis(xs, idx, axis=-1 - n_event).squeeze(-1 - n_event)
 
+    def _value_constraint(self) -> constraints.Constraint:
+        parts = [c._value_constraint() for c in self.components]
+        if all(_same_constraint(parts[0], p) for p in parts[1:]):
+            return parts[0]
+        return _Union(parts)
+
     def log_prob(self, value: ArrayLike) -> jax.Array:
-        lps = [c.log_prob(value) for c in self.components]
+        # the mixture checks the value (in some component's support); each component then
+        # scores it, -inf outside its own support
+        self._check_value(value)
+        lps = [c._unvalidated().log_prob(value) for c in self.components]
         shape = jnp.broadcast_shapes(*(jnp.shape(lp) for lp in lps))
         lp = jnp.stack([jnp.broadcast_to(x, shape) for x in lps], axis=-1)  # S + B + [K]
         return jax.nn.logsumexp(lp + self._log_weights(), axis=-1)

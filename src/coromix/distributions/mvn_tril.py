@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape
 
 _half_log_2pi = 0.5 * math.log(2 * math.pi)
 
@@ -42,8 +42,8 @@ class MultivariateNormalTriL(Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
-        self.loc, self.scale_tril = promote_floats(loc, scale_tril)
-        label = f"MultivariateNormalTriL '{name}'" if name else "MultivariateNormalTriL"
+        label = label_of("MultivariateNormalTriL", name)
+        self.loc, self.scale_tril = float_parameters(label, loc=loc, scale_tril=scale_tril)
         if self.loc.ndim < 1 or self.scale_tril.ndim < 2:
             raise ValueError(
                 f"{label}: `loc` needs shape (..., d) and `scale_tril` shape "
@@ -95,6 +95,7 @@ class MultivariateNormalTriL(Distribution):
         return self.loc + jnp.matmul(self._tril, z[..., None])[..., 0]
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         d = self.event_shape[0]

@@ -11,8 +11,8 @@ from jax.typing import DTypeLike
 
 from coromix import constraints
 from coromix.distributions.categorical import SuccessProbability, logits_and_probs
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape
 
 
 class NegativeBinomial(SuccessProbability, Distribution):
@@ -41,9 +41,11 @@ class NegativeBinomial(SuccessProbability, Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
-        label = f"NegativeBinomial '{name}'" if name else "NegativeBinomial"
+        label = label_of("NegativeBinomial", name)
         param, self._kind = logits_and_probs(logits, probs, label)
-        self.total_count, self._param = promote_floats(total_count, param)
+        self.total_count, self._param = float_parameters(
+            label, total_count=total_count, **{self._kind: param}
+        )
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
@@ -51,6 +53,8 @@ class NegativeBinomial(SuccessProbability, Distribution):
         if self._kind == "probs":
             p = self._param
             checks.append(("probs", (p >= 0) & (p < 1), "in [0, 1)"))
+        else:
+            checks.append(("logits", ~jnp.isnan(self._param), "numbers (not NaN)"))
         return checks
 
     @property
@@ -74,6 +78,7 @@ class NegativeBinomial(SuccessProbability, Distribution):
         return jax.random.poisson(key_poisson, rate, shape, jnp.int32)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         k = jnp.asarray(value)
         k = k.astype(jnp.result_type(k, self._param.dtype))
         n = self.total_count

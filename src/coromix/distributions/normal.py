@@ -29,6 +29,7 @@ class Normal(LocationScale):
         return self.loc + self.scale * jax.random.normal(key, shape, self.dtype)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         z = (value - self.loc) / self.scale
         return -0.5 * z**2 - jnp.log(self.scale) - _half_log_2pi
 

@@ -87,7 +87,11 @@ class Ordered(Distribution):
     ordered vector (strictly increasing)
     >>> round(float(d.log_prob([-1.0, 1.0])), 4)   # 2 log N(1 | 0, 1) + log(2!) = -log(pi) - 1
     -2.1447
-    >>> float(d.log_prob([1.0, -1.0]))   # not increasing
+    >>> d.log_prob([1.0, -1.0])   # not increasing
+    Traceback (most recent call last):
+    ...
+    ValueError: Ordered: value outside the support (ordered vector (strictly increasing)); ...
+    >>> float(Ordered(Normal(jnp.zeros(2), 1.0), validate_args=False).log_prob([1.0, -1.0]))
     -inf
 
     A parameter per element (Stan's meaning, no ``log(2!)``), and its positive-ordered variant:
@@ -98,7 +102,7 @@ class Ordered(Distribution):
     >>> draws = phi.sample(1000, seed=0)          # exact rejection sampling
     >>> draws.shape, bool(jnp.all(draws[:, 0] < draws[:, 1]))
     ((1000, 2), True)
-    >>> pos = Ordered(Normal(jnp.array([0.0, 3.0]), 1.0), positive=True)
+    >>> pos = Ordered(Normal(jnp.array([0.0, 3.0]), 1.0), positive=True, validate_args=False)
     >>> print(pos.support)
     positive ordered vector
     >>> float(pos.log_prob([-0.5, 2.5])), bool(jnp.all(pos.sample(1000, seed=0) > 0))
@@ -303,6 +307,7 @@ class Ordered(Distribution):
         )
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         value = as_float(value)
         k = self.num_values
         lp = jnp.sum(self.distribution.log_prob(value), axis=-1)

@@ -10,8 +10,8 @@ from jax.scipy.special import gammaln, xlogy
 from jax.typing import DTypeLike
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, as_float
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape
 
 
 class Poisson(Distribution):
@@ -36,17 +36,18 @@ class Poisson(Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
+        label = label_of("Poisson", name)
         if (rate is None) == (log_rate is None):
-            label = f"Poisson '{name}'" if name else "Poisson"
             raise ValueError(f"{label}: give exactly one of `rate` or `log_rate`")
-        self._param, self._kind = (
-            (as_float(rate), "rate") if log_rate is None else (as_float(log_rate), "log_rate")
+        self._kind = "rate" if log_rate is None else "log_rate"
+        (self._param,) = float_parameters(
+            label, **{self._kind: rate if log_rate is None else log_rate}
         )
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         if self._kind == "log_rate":
-            return []
+            return [("log_rate", self._param < jnp.inf, "a number below +inf (not NaN)")]
         return [("rate", self._param >= 0, "nonnegative")]
 
     @property
@@ -70,6 +71,7 @@ class Poisson(Distribution):
         return jax.random.poisson(key, rate, shape, jnp.int32)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         k = jnp.asarray(value)
         k = k.astype(jnp.result_type(k, self._param.dtype))
         inside = (k >= 0) & (k == jnp.floor(k))

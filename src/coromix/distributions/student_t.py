@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape
 
 
 class StudentT(Distribution):
@@ -36,11 +36,17 @@ class StudentT(Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
-        self.df, self.loc, self.scale = promote_floats(df, loc, scale)
+        self.df, self.loc, self.scale = float_parameters(
+            label_of("StudentT", name), df=df, loc=loc, scale=scale
+        )
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
-        return [("df", self.df > 0, "positive"), ("scale", self.scale > 0, "positive")]
+        return [
+            ("df", self.df > 0, "positive"),
+            ("loc", jnp.isfinite(self.loc), "finite"),
+            ("scale", self.scale > 0, "positive"),
+        ]
 
     @property
     def support(self) -> constraints.Constraint:
@@ -51,6 +57,7 @@ class StudentT(Distribution):
         return self.loc + self.scale * jax.random.t(key, df, shape, self.dtype)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         df = self.df

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from coromix import constraints
-from coromix.distributions.distribution import Distribution
-from coromix.utils import ArrayLike, Shape, promote_floats
+from coromix.distributions.distribution import Distribution, float_parameters, label_of
+from coromix.utils import ArrayLike, Shape
 
 
 class Uniform(Distribution):
@@ -30,21 +30,29 @@ class Uniform(Distribution):
         validate_args: bool = True,
         name: str | None = None,
     ) -> None:
-        self.low, self.high = promote_floats(low, high)
+        self.low, self.high = float_parameters(label_of("Uniform", name), low=low, high=high)
         self._init_common(name, validate_args)
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
-        return [("high", self.high > self.low, "greater than `low`")]
+        return [
+            ("low", jnp.isfinite(self.low), "finite"),
+            ("high", jnp.isfinite(self.high), "finite"),
+            ("high", self.high > self.low, "greater than `low`"),
+        ]
 
     @property
     def support(self) -> constraints.Constraint:
         return constraints.Interval(self.low, self.high)
+
+    def _value_constraint(self) -> constraints.Constraint:
+        return constraints.real  # -inf outside [low, high]: it may be another component's range
 
     def _sample(self, key: jax.Array, shape: Shape) -> jax.Array:
         u = jax.random.uniform(key, shape, self.dtype)
         return self.low + (self.high - self.low) * u
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
+        self._check_value(value)
         x = jnp.asarray(value)
         x = x.astype(jnp.result_type(x, self.dtype))
         inside = (x >= self.low) & (x <= self.high)

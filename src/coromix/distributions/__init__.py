@@ -26,6 +26,7 @@ from coromix.distributions.gamma import Gamma
 from coromix.distributions.half_cauchy import HalfCauchy
 from coromix.distributions.half_normal import HalfNormal
 from coromix.distributions.hidden_markov_model import HiddenMarkovModel
+from coromix.distributions.hidden_semi_markov_model import HiddenSemiMarkovModel
 from coromix.distributions.independent import Independent
 from coromix.distributions.inverse_gamma import InverseGamma
 from coromix.distributions.laplace import Laplace
@@ -58,6 +59,7 @@ __all__ = [
     "HalfCauchy",
     "HalfNormal",
     "HiddenMarkovModel",
+    "HiddenSemiMarkovModel",
     "Independent",
     "InverseGamma",
     "JointDistributionCoroutine",

@@ -181,6 +181,8 @@ def test_nan_without_mask_is_an_error_naming_series_and_steps():
     y[1, [2, 5]] = np.nan
     with pytest.raises(ValueError, match=r"NaN at series 1: steps 2, 5 .*pass mask="):
         d.log_prob(y)
+    with pytest.raises(ValueError, match=r"NaN at series 1: steps 2, 5 .*pass mask="):
+        d.log_potentials(y)
     with pytest.raises(ValueError, match=r"NaN at step 4 .*mask="):
         d.posterior_marginals(np.where(np.arange(6) == 4, np.nan, 0.0))
     masked = normal_hmm(

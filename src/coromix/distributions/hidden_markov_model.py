@@ -371,6 +371,7 @@ class HiddenMarkovModel(StateObservations, MarkovChain):
         >>> [x.shape for x in hmm.log_potentials(jnp.zeros((5, 4)))]
         [(2,), (2, 2), (5, 4, 2)]
         """
+        observations = self._as_observations(observations)  # the NaN check, when concrete
         return self._log_init(), self._log_trans(), self._log_obs(observations)
 
     # --- sampling ---------------------------------------------------------------------------

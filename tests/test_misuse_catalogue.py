@@ -205,9 +205,22 @@ PARAMETERS = [
     case(
         lambda: tfd.Categorical(logits=[0.0, nan]),
         ValueError,
-        r"Categorical: parameter `logits` must be numbers \(not NaN\); got nan at \[1\] "
+        r"Categorical: parameter `logits` must be numbers below \+inf \(not NaN\); got nan at "
+        r"\[1\] "
         r"\(1 of 2 values\)",
         id="nan-logits",
+    ),
+    case(
+        lambda: tfd.Categorical(logits=[0.0, inf]),
+        ValueError,
+        r"Categorical: parameter `logits` must be numbers below \+inf .* got inf at \[1\]",
+        id="inf-logits",
+    ),
+    case(
+        lambda: tfd.MultivariateNormalTriL(jnp.array([0.0, nan]), jnp.eye(2)),
+        ValueError,
+        r"MultivariateNormalTriL: parameter `loc` must be finite; got nan at \[1\]",
+        id="mvn-nan-loc",
     ),
     case(
         lambda: tfd.Categorical(probs=[0.5, 0.5], logits=[0.0, 0.0]),
@@ -756,9 +769,10 @@ ENUMERATION = [
         id="max-paths",
     ),
     case(
-        lambda: jd(different_paths).log_prob(),
-        (enum.EnumerationError, ValueError),
-        r"no value for the continuous variable 'x'|different variables on different paths",
+        lambda: jd(different_paths).log_prob(x=1.0),
+        enum.EnumerationError,
+        r"the model yields different variables on different paths \(first path: \['z', "
+        r"'x'\]\); every path must yield the same variables",
         id="different-paths",
     ),
     case(
@@ -817,6 +831,17 @@ def _switching_model():
     y = yield tfd.RegimeSwitching(step, num_steps=4)
 
 
+def _two_observations():
+    mu = yield tfd.Normal(0.0, 1.0)
+
+    def step(prev, inputs):
+        s = yield tfd.Categorical(probs=[0.5, 0.5])
+        a = yield tfd.Normal(jnp.array([-1.0, 1.0])[s] + mu, 1.0)
+        b = yield tfd.Normal(jnp.array([0.0, 2.0])[s], 1.0)
+
+    y = yield tfd.RegimeSwitching(step, num_steps=4)
+
+
 HMM = [
     case(
         lambda: _hmm(transition_distribution=tfd.Categorical(probs=[[0.5, 0.6], [0.5, 0.5]])),
@@ -827,13 +852,14 @@ HMM = [
     case(
         lambda: _hmm(initial_distribution=tfd.Categorical(probs=[0.2, 0.3, 0.5])),
         ValueError,
-        r"3.*2|2.*3",
+        r"HiddenMarkovModel: transition_distribution has 2 categories but "
+        r"initial_distribution has 3",
         id="hmm-state-counts",
     ),
     case(
         lambda: _hmm(num_steps=0),
         ValueError,
-        r"num_steps.*got 0",
+        r"HiddenMarkovModel: `num_steps` must be at least 1; got 0",
         id="hmm-num-steps",
     ),
     case(
@@ -845,7 +871,7 @@ HMM = [
     case(
         lambda: _hmm().log_prob(jnp.array([0.0, nan, 0.0, 0.0])),
         ValueError,
-        r"the observations hold NaN at .*step 1",
+        r"HiddenMarkovModel: the observations hold NaN at step 1 \(with no mask\)",
         id="hmm-nan",
     ),
     case(
@@ -866,8 +892,21 @@ HMM = [
     case(
         lambda: jd(_switching_model).pin(y=np.array([0.0, nan, 1.0, 0.0])),
         ValueError,
-        r"observed value for 'y' has NaN at rows \[1\]|NaN .* step 1",
+        r"observed value for 'y' has NaN at rows \[1\] \(1 of 4\)",
         id="switching-pin-nan",
+    ),
+    case(
+        lambda: jd(_two_observations).pin(y={"a": np.array([0.0, nan, 0, 0]), "b": np.ones(4)}),
+        ValueError,
+        r"observed value for y\['a'\] has NaN at rows \[1\] \(1 of 4\)",
+        id="switching-two-observations-nan",
+    ),
+    case(
+        lambda: jd(_two_observations).pin(y={"a": np.zeros(4), "c": np.ones(4)}),
+        ValueError,
+        r"value for 'y' must be a mapping with the keys \['a', 'b'\] .* got dict with keys "
+        r"\['a', 'c'\]",
+        id="switching-two-observations-keys",
     ),
     case(
         lambda: jax.jit(_two_then_three_regimes().log_prob)(jnp.zeros(4)),

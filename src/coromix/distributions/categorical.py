@@ -69,7 +69,8 @@ class Categorical(Distribution):
 
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         if self._kind == "logits":
-            return [("logits", ~jnp.isnan(self._param), "numbers (not NaN)")]
+            # -inf is a category of probability 0; +inf or NaN makes the softmax NaN
+            return [("logits", self._param < jnp.inf, "numbers below +inf (not NaN)")]
         p = self._param
         tol = 1e-4 if p.dtype == jnp.float32 else 1e-8
         return [

@@ -67,11 +67,12 @@ class MultivariateNormalTriL(Distribution):
     def _parameter_checks(self) -> list[tuple[str, Any, str]]:
         diag = jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1)
         return [
+            ("loc", jnp.isfinite(self.loc), "finite"),
             (
                 "scale_tril",
                 jnp.all(diag != 0) & jnp.all(jnp.isfinite(self.scale_tril)),
                 "finite with a nonzero diagonal (nonsingular; only its lower triangle is used)",
-            )
+            ),
         ]
 
     @property

@@ -2,9 +2,14 @@
 
 import contextlib
 import gc
+import os
 
 import jax
 import pytest
+
+# `coromix fit` / `coromix demo` run in-process by the tests leave JAX's persistent compilation
+# cache off (no writes to the user's ~/.cache); set COROMIX_CACHE_DIR to a folder to use one.
+os.environ.setdefault("COROMIX_CACHE_DIR", "off")
 
 _enable_x64 = jax.enable_x64
 _DEFAULT_X64 = bool(jax.config.jax_enable_x64)

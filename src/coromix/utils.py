@@ -90,5 +90,13 @@ def as_shape(shape: Any, name: str = "sample_shape") -> Shape:
 
 
 def is_concrete(x: Any) -> bool:
-    """True when ``x`` has a value now (not a tracer inside jit/vmap/grad)."""
-    return not isinstance(x, jax.core.Tracer)
+    """True when ``x`` has a value this process can read now: not a tracer inside
+    jit/vmap/grad, nor an array spread over other processes' devices (multi-host data).
+
+    >>> import jax.numpy as jnp
+    >>> is_concrete(jnp.ones(3)), jax.jit(lambda x: is_concrete(x))(1.0)
+    (True, False)
+    """
+    if isinstance(x, jax.core.Tracer):
+        return False
+    return bool(getattr(x, "is_fully_addressable", True))

@@ -27,6 +27,7 @@ from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, mass_matr
 from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_averaging_adaptation
 from blackjax.adaptation.window_adaptation import build_schedule
 from blackjax.mcmc.integrators import velocity_verlet
+from jax.experimental import multihost_utils
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -195,7 +196,7 @@ def nuts(
         raise KeyboardInterrupt(
             f"cm.nuts interrupted during warmup (step {done} of {num_warmup}); no draws were kept"
         )
-    draws, stats, constrained = programs.finish(carry, data)
+    draws, stats, constrained = jax.tree.map(_on_host, programs.finish(carry, data))
     if num_kept < num_samples:
         draws, stats, constrained = jax.tree.map(
             lambda x: x[:, :num_kept], (draws, stats, constrained)
@@ -204,7 +205,7 @@ def nuts(
         Values((k, constrained[k]) for k in names),
         unconstrained=Values((k, draws[k]) for k in names),
         sample_stats={k: stats[k] for k in SAMPLE_STATS},
-        observed=posterior.observed,
+        observed=jax.tree.map(_on_host, dict(posterior.observed)),
         model=joint,
         attrs={
             "inference_library": "blackjax",
@@ -238,6 +239,16 @@ def nuts(
     for message in result.convergence_warnings():
         warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return result
+
+
+def _on_host(x: Any) -> Any:
+    """``x`` readable in this process: an array spread over several processes' devices (data
+    sharded over hosts) is gathered, a replicated one read from a local copy."""
+    if bool(getattr(x, "is_fully_addressable", True)):
+        return x
+    if x.is_fully_replicated:
+        return x.addressable_data(0)
+    return multihost_utils.process_allgather(x, tiled=True)
 
 
 def _logdensity(posterior: PinnedModel) -> Callable:

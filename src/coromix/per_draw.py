@@ -13,6 +13,7 @@ observed ones:
 * :func:`sample_discrete`: a draw ``z ~ p(z | theta, y)``;
 * :func:`discrete_mode`: ``argmax_z p(z | theta, y)``;
 * :func:`posterior_predictive`: replicated data ``y_rep ~ p(y | theta)``;
+* :func:`forecast`: regime probabilities and predictive draws ``h`` steps past the data;
 * :func:`prior_predictive`: ``(theta, z, y) ~ p(theta) p(z | theta) p(y | theta, z)``;
 * :func:`unconstrained`: ``theta`` mapped to the unconstrained space NUTS moves on;
 * :func:`component_axes`: the axes of a mixture's components the model is symmetric in.
@@ -37,7 +38,9 @@ Example: the responsibilities of a two-component mixture at one draw.
 
 from __future__ import annotations
 
+import inspect
 import math
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coromix import labels
+from coromix import labels, scoring
+from coromix.distributions.markov_chain import MarkovChain
 from coromix.runner import Values
 from coromix.utils import as_key
 
@@ -59,10 +63,12 @@ __all__ = [
     "discrete_mode",
     "discrete_posterior",
     "draw_indices",
+    "forecast",
     "log_likelihood",
     "map_draws",
     "posterior_predictive",
     "prior_predictive",
+    "regime_sites",
     "sample_discrete",
     "unconstrained",
 ]
@@ -287,6 +293,181 @@ def posterior_predictive(
         return Values((n, values[n]) for n in names)
 
     return map_draws(replicate, samples, seed)
+
+
+def forecast(
+    model: JointDistributionCoroutine,
+    samples: Mapping[str, np.ndarray],
+    observed: Mapping[str, Any],
+    num_steps: int,
+    inputs: Any = None,
+    seed: Any = 0,
+) -> Values:
+    r"""Regime probabilities and predictive draws ``num_steps`` past the data, at every draw.
+
+    For each *regime site* (a ``HiddenMarkovModel`` or ``RegimeSwitching`` variable ``y`` with an
+    observed series ``y_{1:T}``) and each draw ``theta``, the site's own ``forecast`` method gives
+
+    * ``p(s_{T+h} = k | y_{1:T}, theta)``, ``h = 1..num_steps``: the filtered probabilities at
+      ``T`` carried forward by the transitions (for an HMM, ``filtered_T @ A^h``), reported as
+      ``(chain, draw, h, K)`` under the key of :func:`discrete_posterior` (``f"{y}_{regime}"``);
+      exact when the transitions do not read the observations (inputs may drive them); a step
+      whose transitions read earlier observations has them carried along the drawn path (see
+      ``RegimeSwitching.forecast``);
+    * one predictive path ``y_{T+1:T+h} ~ p(. | y_{1:T}, theta)`` per draw, run step by step
+      through the model's own step (AR terms and input-driven transitions included), under the
+      site's name ``y``: ``(chain, draw, h, ...)``, or a mapping name -> ``(chain, draw, h, ...)``
+      when the step yields several observations (as :func:`posterior_predictive` returns them).
+
+    Over the draws these are samples of the posterior predictive ``p(y_{T+1:T+h} | y_{1:T})``
+    and, averaged, ``p(s_{T+h} = k | y_{1:T})``.  Sites whose distribution reports expected
+    durations (``RegimeSwitching.expected_durations``) add ``f"{y}_{regime}_duration"``
+    ``(chain, draw, K)``: ``1 / (1 - p(s_T = k | s_{T-1} = k, ...))``, the expected duration of
+    each regime under the transitions into the last observed step (geometric durations).
+
+    ``inputs``: the future covariates of a ``RegimeSwitching`` step that reads them, leading dim
+    ``num_steps``; with several regime sites, a mapping site name -> inputs.  A step fitted with
+    ``inputs`` needs them here, and a clear error names the site otherwise.  Free scalar discrete
+    choices besides the regime chains (a chain that depends on another choice) are not supported.
+
+    >>> import jax.numpy as jnp, numpy as np
+    >>> import coromix as cm
+    >>> tfd = cm.distributions
+    >>> A = jnp.array([[0.9, 0.1], [0.2, 0.8]])
+    >>> def model():
+    ...     mu = yield tfd.Normal(jnp.array([0.0, 30.0]), 1.0)
+    ...     y = yield tfd.HiddenMarkovModel(tfd.Categorical(probs=[0.5, 0.5]),
+    ...                                     tfd.Categorical(probs=A), tfd.Normal(mu, 1.0), 3)
+    >>> jd = tfd.JointDistributionCoroutine(model)
+    >>> samples = {"mu": np.array([[[0.0, 30.0]]])}           # 1 chain x 1 draw
+    >>> out = forecast(jd, samples, {"y": np.array([30.0, 0.0, 0.0])}, num_steps=2)
+    >>> out["y_states"][0, 0].round(3).tolist()              # [1, 0] @ A, [1, 0] @ A @ A
+    [[0.9, 0.1], [0.83, 0.17]]
+    >>> out["y"].shape                                       # (chain, draw, h)
+    (1, 1, 2)
+    """
+    if not isinstance(num_steps, (int, np.integer)) or isinstance(num_steps, bool) or num_steps < 1:
+        raise ValueError(f"forecast: num_steps must be an integer >= 1; got {num_steps!r}")
+    num_steps = int(num_steps)
+
+    def one(draw: dict[str, jax.Array], key: jax.Array) -> Values:
+        sites = regime_sites(model, _with(observed, draw))
+        site_inputs = _forecast_inputs(inputs, sites, num_steps)
+        out = Values()
+        for name, (regime_key, dist, value) in sites.items():
+            site_key = jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+            ahead = _site_forecast(name, dist, value, num_steps, site_inputs.get(name), site_key)
+            out[regime_key] = ahead.probs
+            out[name] = ahead.observations
+            durations = getattr(dist, "expected_durations", None)
+            if durations is not None:
+                rows = durations(value)
+                out[f"{regime_key}_duration"] = jnp.reshape(rows, (-1, rows.shape[-1]))[-1]
+        return out
+
+    return map_draws(one, samples, seed)
+
+
+def regime_sites(
+    model: JointDistributionCoroutine, values: Mapping[str, Any]
+) -> dict[str, tuple[str, MarkovChain, Any]]:
+    """The model's regime sites at ``values`` (one draw and the observed values), in model order.
+
+    site name -> ``(key of its regimes in discrete_posterior, its distribution, its observed
+    value)`` for every ``MarkovChain`` variable (``HiddenMarkovModel``, ``RegimeSwitching``) whose
+    value is given; from one scoring run of the model (:func:`coromix.scoring.structure`), so it
+    works on traced values.  Raises ``ValueError`` when there is none, or when the model has free
+    scalar discrete choices besides the chains (the chains' distributions would depend on them).
+
+    >>> import jax.numpy as jnp
+    >>> import coromix as cm
+    >>> tfd = cm.distributions
+    >>> def model():
+    ...     mu = yield tfd.Normal(jnp.zeros(2), 1.0)
+    ...     y = yield tfd.HiddenMarkovModel(tfd.Categorical(probs=[0.5, 0.5]),
+    ...                                     tfd.Categorical(probs=[[0.9, 0.1], [0.2, 0.8]]),
+    ...                                     tfd.Normal(mu, 1.0), num_steps=3)
+    >>> sites = regime_sites(tfd.JointDistributionCoroutine(model),
+    ...                      {"mu": jnp.zeros(2), "y": jnp.zeros(3)})
+    >>> {name: (key, type(dist).__name__) for name, (key, dist, _) in sites.items()}
+    {'y': ('y_states', 'HiddenMarkovModel')}
+    """
+    run = scoring.structure(model.model, values, None, model.max_paths)
+    found = {}
+    for site in run.sites:
+        key = scoring.chain_key(site.name, site.distribution)
+        if isinstance(site.distribution, MarkovChain) and key in run.chains:
+            dist, value = run.chains[key]
+            found[site.name] = (key, dist, value)
+    if not found:
+        raise ValueError(
+            f"forecast needs a regime site: a HiddenMarkovModel or RegimeSwitching variable with "
+            f"an observed series; the model {model.name!r} has none among its variables "
+            f"{run.names} (observed: {[k for k in values if k in run.names]})"
+        )
+    if run.choice_values:
+        raise ValueError(
+            f"forecast: the model {model.name!r} has free scalar discrete choices "
+            f"{list(run.choice_values)} besides its regime chains {list(found)}; forecasting "
+            f"through them is not supported (give them values, or write them as regimes)"
+        )
+    return found
+
+
+def _forecast_inputs(
+    inputs: Any, sites: Mapping[str, tuple[str, MarkovChain, Any]], num_steps: int
+) -> dict[str, Any]:
+    """The future inputs per regime site: a mapping site name -> inputs, or one site's inputs."""
+    names = list(sites)
+    if inputs is None:
+        return {}
+    if isinstance(inputs, Mapping) and inputs and set(inputs) <= set(names):
+        per_site = dict(inputs)
+    elif len(names) == 1:
+        per_site = {names[0]: inputs}
+    else:
+        raise ValueError(
+            f"forecast: the model has several regime sites {names}; give inputs= as a mapping "
+            f"site name -> future inputs (got {type(inputs).__name__}"
+            + (f" with keys {list(inputs)})" if isinstance(inputs, Mapping) else ")")
+        )
+    for name, value in per_site.items():
+        for leaf in jax.tree_util.tree_leaves(value):
+            if jnp.ndim(leaf) < 1 or jnp.shape(leaf)[0] != num_steps:
+                raise ValueError(
+                    f"forecast: inputs= for the regime site {name!r} must have leading dim "
+                    f"num_steps={num_steps} (one row per future step); got shape "
+                    f"{jnp.shape(leaf)}"
+                )
+    return {k: jax.tree_util.tree_map(jnp.asarray, v) for k, v in per_site.items()}
+
+
+def _site_forecast(
+    name: str, dist: MarkovChain, value: Any, num_steps: int, inputs: Any, key: jax.Array
+) -> Any:
+    """``dist.forecast`` of one regime site, its errors naming the site and ``inputs=``."""
+    kind = type(dist).__name__
+    takes_inputs = "inputs" in inspect.signature(dist.forecast).parameters
+    if inputs is not None and not takes_inputs:
+        raise ValueError(
+            f"forecast: inputs= were given for the regime site {name!r}, a {kind}, whose steps "
+            f"read no inputs; leave it out of inputs="
+        )
+    fitted_with_inputs = getattr(dist, "inputs", None) is not None
+    if inputs is None and fitted_with_inputs:
+        raise ValueError(
+            f"forecast: the regime site {name!r} ({kind}) has a step that reads inputs (it was "
+            f"fitted with inputs); give the future inputs of the {num_steps} steps as "
+            f"post.forecast({num_steps}, inputs=...) (an array with leading dim {num_steps}, or "
+            f"a mapping {{{name!r}: ...}})"
+        )
+    try:
+        if takes_inputs:
+            return dist.forecast(value, num_steps, inputs=inputs, seed=key)
+        return dist.forecast(value, num_steps, seed=key)
+    except (ValueError, TypeError) as err:
+        hint = "" if inputs is not None else " (if its step reads inputs, give them as inputs=)"
+        raise type(err)(f"forecast of the regime site {name!r} ({kind}){hint}: {err}") from err
 
 
 def prior_predictive(

@@ -275,6 +275,50 @@ class Posterior:
             self._predictive_settings = fresh
         return self._posterior_predictive
 
+    def forecast(self, num_steps: int, inputs: Any = None, seed: Any = 0) -> Values:
+        """Regime probabilities and predictive draws ``num_steps`` past the data, from every draw.
+
+        For each regime site ``y`` (a ``HiddenMarkovModel`` or ``RegimeSwitching`` variable with
+        an observed series ``y_{1:T}``) and draw ``theta``:
+
+        * ``p(s_{T+h} = k | y_{1:T}, theta)``, ``h = 1..num_steps`` (for an HMM
+          ``filtered_T @ A^h``), under the key of :meth:`discrete_posterior` (``"y_states"``,
+          ``"growth_regime"``, ...): ``(chain, draw, h, K)``; averaged over the draws,
+          ``p(s_{T+h} = k | y_{1:T})`` (exact per draw unless the transitions read the
+          observations; then along the drawn path, see ``RegimeSwitching.forecast``);
+        * a predictive path ``y_{T+1:T+h} ~ p(. | y_{1:T}, theta)`` run through the model's own
+          step, under the site's name: ``(chain, draw, h, ...)`` (a mapping name -> array for a
+          step with several observations), draws of the posterior predictive;
+        * for a ``RegimeSwitching`` site, the expected duration of each regime under the
+          transitions at the last observed step, ``1 / (1 - p(stay in k))``, under
+          ``"growth_regime_duration"`` (the regimes' key and ``_duration``): ``(chain, draw, K)``.
+
+        ``inputs``: a ``RegimeSwitching`` step's future covariates, leading dim ``num_steps`` (a
+        mapping site name -> inputs with several regime sites); required when the step was
+        fitted with inputs.  Not kept: each call draws afresh from ``seed``.  See
+        :func:`coromix.per_draw.forecast`.
+
+        >>> import jax.numpy as jnp
+        >>> import coromix as cm
+        >>> tfd = cm.distributions
+        >>> def model():
+        ...     mu = yield tfd.Normal(jnp.array([0.0, 30.0]), 1.0)
+        ...     y = yield tfd.HiddenMarkovModel(tfd.Categorical(probs=[0.5, 0.5]),
+        ...         tfd.Categorical(probs=[[0.9, 0.1], [0.2, 0.8]]), tfd.Normal(mu, 1.0), 3)
+        >>> post = Posterior({"mu": np.array([[[0.0, 30.0], [0.0, 30.0]]])},
+        ...                  observed={"y": np.array([30.0, 30.0, 0.0])},
+        ...                  model=tfd.JointDistributionCoroutine(model))
+        >>> ahead = post.forecast(2, seed=1)
+        >>> ahead["y_states"][0, 0].round(3).tolist()    # state 0 at T, then A and A @ A
+        [[0.9, 0.1], [0.83, 0.17]]
+        >>> ahead["y"].shape                             # (chain, draw, h)
+        (1, 2, 2)
+        """
+        model = self._need_model("forecasting")
+        if not self.observed:
+            raise ValueError("forecast continues the observed series, and this fit has none")
+        return per_draw.forecast(model, self.samples, self.observed, num_steps, inputs, seed)
+
     def prior_predictive(self, num_samples: int = 500, seed: Any = 0) -> Values:
         """Draws of every variable from the prior (``jd.sample``), shaped ``(1, num_samples, ...)``.
 

@@ -6,7 +6,8 @@
    posterior comes back afterwards (compared with the species).
 2. Regime switching: quarterly US real GDP growth 1959-2009, a two-regime Markov-switching mean
    (Hamilton style) written as one step; the smoothed probability of the low-growth regime finds
-   the recessions.
+   the recessions (drawn beside the NBER's dates), and ``Posterior.forecast`` gives the next eight
+   quarters' recession probability and growth.
 """
 
 from __future__ import annotations
@@ -199,6 +200,56 @@ def _plot_iris(path: Path, x: np.ndarray, labels: np.ndarray, post: cm.Posterior
 
 # --- regime switching ---------------------------------------------------------------------------
 
+#: US recessions as the NBER's Business Cycle Dating Committee dates them (peak and trough
+#: quarters, https://www.nber.org/research/data/us-business-cycle-expansions-and-contractions),
+#: those within the demo's data, 1959Q2-2009Q3.
+NBER_RECESSIONS = (
+    ("1960Q2", "1961Q1"),
+    ("1969Q4", "1970Q4"),
+    ("1973Q4", "1975Q1"),
+    ("1980Q1", "1980Q3"),
+    ("1981Q3", "1982Q4"),
+    ("1990Q3", "1991Q1"),
+    ("2001Q1", "2001Q4"),
+    ("2007Q4", "2009Q2"),
+)
+
+#: Quarters of growth forecast past the data.
+FORECAST_QUARTERS = 8
+
+
+def quarter_index(label: str) -> int:
+    """Quarters since 0000Q1 of a label ``"YYYYQn"`` (consecutive quarters differ by one).
+
+    >>> quarter_index("1960Q2") - quarter_index("1959Q4"), quarter_label(quarter_index("2009Q4") + 1)
+    (2, '2010Q1')
+    """
+    year, quarter = label.split("Q")
+    return 4 * int(year) + int(quarter) - 1
+
+
+def quarter_label(index: int) -> str:
+    """The label ``"YYYYQn"`` of :func:`quarter_index` ``index``.
+
+    >>> quarter_label(4 * 2009 + 3)
+    '2009Q4'
+    """
+    return f"{index // 4}Q{index % 4 + 1}"
+
+
+def nber_recession(quarters: list[str]) -> np.ndarray:
+    """Whether each quarter is in an NBER recession: after a peak, up to and including the trough
+    (the convention of FRED's ``USRECQ``).
+
+    >>> nber_recession(["1960Q2", "1960Q3", "1961Q1", "1961Q2"]).tolist()
+    [False, True, True, False]
+    """
+    index = np.array([quarter_index(q) for q in quarters])
+    inside = np.zeros(len(quarters), bool)
+    for peak, trough in NBER_RECESSIONS:
+        inside |= (index > quarter_index(peak)) & (index <= quarter_index(trough))
+    return inside
+
 
 def gdp_model(num_steps: int) -> Callable[[], Generator]:
     """Two regimes with their own mean growth (ordered: regime 0 = recession), one scale.
@@ -236,10 +287,14 @@ def fit_gdp(
     out: Path, chains: int, warmup: int, samples: int, seed: int, progress: bool
 ) -> dict[str, Any]:
     """Fit :func:`gdp_model` to US real GDP growth with NUTS, print the summary and the quarters
-    whose smoothed recession probability exceeds 1/2, and draw ``gdp_regimes.png`` into ``out``.
+    whose smoothed recession probability exceeds 1/2, and draw ``gdp_regimes.png`` (NBER
+    recessions shaded) into ``out``.
 
-    Returns ``{"recession_quarters": ["1974Q4", ...], "posterior": Posterior}``.  A full NUTS fit
-    (tens of seconds), called as :func:`fit_iris` is.
+    Also compares the quarters above 1/2 with the NBER's recession dates, prints the forecast of
+    the next quarters (:func:`forecast_gdp`) and draws its fan chart ``gdp_forecast.png``.
+
+    Returns ``{"recession_quarters": ["1974Q4", ...], "forecast": ..., "posterior": Posterior}``.
+    A full NUTS fit (tens of seconds), called as :func:`fit_iris` is.
     """
     _, table = load_csv("us_gdp_growth.csv")
     year, quarter = table[:, 0].astype(int), table[:, 1].astype(int)
@@ -266,12 +321,65 @@ def fit_gdp(
         f"probability {stay[0]:.2f}; regime 1 (expansion): {mean[1]:.2f}%, stays {stay[1]:.2f}"
     )
     recession = np.asarray(post.discrete_posterior()["growth_regime"]).mean(axis=(0, 1))[:, 0]
-    quarters = [f"{y}Q{q}" for y, q, p in zip(year, quarter, recession) if p > 0.5]
+    labels = [f"{y}Q{q}" for y, q in zip(year, quarter)]
+    quarters = [label for label, p in zip(labels, recession) if p > 0.5]
     print("quarters with recession probability > 0.5:")
     for line in range(0, len(quarters), 10):
         print("  " + " ".join(quarters[line : line + 10]))
+    nber = nber_recession(labels)
+    found = recession > 0.5
+    print(
+        f"\nvs the NBER's dates: {np.sum(found & nber)} of the {np.sum(nber)} NBER recession "
+        f"quarters have probability > 0.5; {np.sum(found & ~nber)} of the {np.sum(found)} "
+        f"quarters above 0.5 fall outside them"
+    )
+    ahead = forecast_gdp(post, labels[-1], seed)
     _plot_gdp(out / "gdp_regimes.png", year + (quarter - 1) / 4, growth, recession)
-    return {"recession_quarters": quarters, "posterior": post}
+    when = year + (quarter - 1) / 4
+    history = np.stack([recession, 1 - recession], -1)
+    plots.fan_chart(
+        out / "gdp_forecast.png",
+        growth,
+        ahead["growth"],
+        ahead["growth_regime"],
+        time=when,
+        history_probs=history,
+        regime_names=["recession", "expansion"],
+        show_last=40,
+        ylabel="real GDP growth (%/quarter)",
+        title=f"US real GDP growth: the last 10 years and the next {FORECAST_QUARTERS} quarters",
+    )
+    return {"recession_quarters": quarters, "forecast": ahead, "posterior": post}
+
+
+def forecast_gdp(post: cm.Posterior, last: str, seed: int) -> dict[str, np.ndarray]:
+    """Print the next :data:`FORECAST_QUARTERS` quarters' recession probability and growth.
+
+    From :meth:`coromix.Posterior.forecast`: per quarter after ``last`` (the data's last quarter),
+    ``P(recession)`` (the regime probability averaged over the draws), the median growth and
+    the central 90% interval of the predictive draws.  Also the expected duration of each
+    regime, ``1 / (1 - stay[k])`` (geometric), its posterior median.  Returns the forecast
+    (``growth`` ``(chain, draw, h)``, ``growth_regime`` ``(chain, draw, h, 2)``,
+    ``growth_regime_duration`` ``(chain, draw, 2)``).  Called by :func:`fit_gdp`.
+    """
+    ahead = post.forecast(FORECAST_QUARTERS, seed=seed)
+    probs = np.asarray(ahead["growth_regime"]).reshape(-1, FORECAST_QUARTERS, 2)[:, :, 0]
+    draws = np.asarray(ahead["growth"]).reshape(-1, FORECAST_QUARTERS)
+    low, median, high = np.quantile(draws, [0.05, 0.5, 0.95], axis=0)
+    durations = np.median(np.asarray(ahead["growth_regime_duration"]).reshape(-1, 2), axis=0)
+    print(
+        f"\nexpected duration (posterior median): recession {durations[0]:.1f} quarters, "
+        f"expansion {durations[1]:.1f} quarters"
+    )
+    print(f"forecast of the next {FORECAST_QUARTERS} quarters (growth in % per quarter):")
+    print(f"{'quarter':>8} {'P(recession)':>13} {'median':>8} {'90% interval':>17}")
+    start = quarter_index(last)
+    for h in range(FORECAST_QUARTERS):
+        print(
+            f"{quarter_label(start + h + 1):>8} {probs[:, h].mean():>13.3f} {median[h]:>8.2f} "
+            f"{f'[{low[h]:.2f}, {high[h]:.2f}]':>17}"
+        )
+    return ahead
 
 
 def _plot_gdp(path: Path, when: np.ndarray, growth: np.ndarray, recession: np.ndarray) -> None:
@@ -282,12 +390,18 @@ def _plot_gdp(path: Path, when: np.ndarray, growth: np.ndarray, recession: np.nd
     top.plot(when, growth, color="black", lw=0.9)
     top.axhline(0, color="grey", lw=0.5)
     top.set_ylabel("real GDP growth (%/quarter)")
-    top.set_title("US real GDP growth and the smoothed probability of the recession regime")
+    top.set_title(
+        "US real GDP growth and the smoothed probability of the recession regime\n"
+        "(grey: NBER recessions, peak to trough)"
+    )
     bottom.fill_between(when, recession, color="tab:red", alpha=0.5, step="mid")
     bottom.set_ylim(0, 1)
     bottom.set_ylabel("P(recession)")
     bottom.set_xlabel("year")
     for ax in (top, bottom):
+        for peak, trough in NBER_RECESSIONS:
+            start, end = (quarter_index(q) / 4 for q in (peak, trough))
+            ax.axvspan(start, end, color="grey", alpha=0.25, lw=0)
         ax.fill_between(
             when,
             0,
@@ -325,6 +439,6 @@ def run(
     )
     iris = fit_iris(folder, chains, warmup, samples, seed, progress)
     gdp = fit_gdp(folder, chains, warmup, samples, seed, progress)
-    print(f"\nplots written to {folder}/: iris_clusters.png, gdp_regimes.png")
+    print(f"\nplots written to {folder}/: iris_clusters.png, gdp_regimes.png, gdp_forecast.png")
     print(f"total time {time.perf_counter() - start:.0f} s")
     return {"iris": iris, "gdp": gdp, "out": folder}

@@ -124,3 +124,87 @@ def predictive(
         ax.set_title(f"{name}: observed vs posterior predictive")
         ax.legend(fontsize=8)
     save(figure, path, dpi=110)
+
+
+def fan_chart(
+    path: str | Path,
+    observed: np.ndarray,
+    predictive: np.ndarray,
+    regime_probs: np.ndarray,
+    *,
+    time: np.ndarray | None = None,
+    history_probs: np.ndarray | None = None,
+    regime_names: list[str] | None = None,
+    show_last: int | None = None,
+    ylabel: str = "value",
+    title: str = "forecast",
+    dpi: int = 110,
+) -> None:
+    """A forecast fan chart: the series, its predictive bands, and the regime probabilities below.
+
+    ``observed``: the series ``(T,)``; ``predictive``: draws of the next ``h`` values
+    ``(..., h)`` (e.g. ``Posterior.forecast``'s ``(chain, draw, h)``); ``regime_probs``:
+    ``p(s_{T+j} = k)`` per draw ``(..., h, K)``.  Top panel: the series (black), the median of
+    the draws and their central 50% and 90% intervals per step.  Bottom panel: the mean over the
+    draws of each regime's probability with its 5-95% range over the draws, after
+    ``history_probs`` ``(T, K)`` (e.g. smoothed probabilities) if given.  ``time``: the ``x`` of
+    the observations ``(T,)`` (steps ``0..T-1`` by default); the forecast continues at the same
+    spacing.  ``show_last``: draw only the last that many observations.
+
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> probs = np.broadcast_to([0.3, 0.7], (100, 8, 2))
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "fan.png"
+    >>> fan_chart(path, rng.normal(size=40), rng.normal(size=(100, 8)), probs)
+    >>> path.stat().st_size > 1000
+    True
+    """
+    observed = np.asarray(observed, dtype=float).reshape(-1)
+    h = np.shape(predictive)[-1]
+    draws = np.asarray(predictive, dtype=float).reshape(-1, h)
+    probs = np.asarray(regime_probs, dtype=float)
+    if probs.shape[-2] != h:
+        raise ValueError(
+            f"fan_chart: regime_probs has shape {probs.shape}, expected (..., {h}, K) to match "
+            f"the {h} steps of predictive (shape {np.shape(predictive)})"
+        )
+    probs = probs.reshape(-1, h, probs.shape[-1])
+    K = probs.shape[-1]
+    when = np.arange(len(observed), dtype=float) if time is None else np.asarray(time, float)
+    spacing = when[-1] - when[-2] if len(when) > 1 else 1.0
+    future = when[-1] + spacing * np.arange(1, h + 1)
+    keep = slice(None) if show_last is None else slice(-show_last, None)
+    names = regime_names or [f"regime {k}" for k in range(K)]
+    colors = [f"C{k}" for k in range(K)]
+
+    plt = pyplot()
+    figure, (top, bottom) = plt.subplots(
+        2, 1, figsize=(8, 5.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
+    )
+    top.plot(when[keep], observed[keep], color="black", lw=1.0, label="observed")
+    joined = np.concatenate([when[-1:], future])  # the bands start at the last observation
+    q = np.quantile(draws, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+    q = np.concatenate([np.full((5, 1), observed[-1]), q], axis=1)
+    top.fill_between(joined, q[0], q[4], color="tab:blue", alpha=0.2, lw=0, label="90%")
+    top.fill_between(joined, q[1], q[3], color="tab:blue", alpha=0.4, lw=0, label="50%")
+    top.plot(joined, q[2], color="tab:blue", lw=1.5, label="median")
+    top.axvline(when[-1], color="grey", lw=0.6, ls="--")
+    top.set_ylabel(ylabel)
+    top.set_title(title)
+    top.legend(loc="upper left", fontsize=8, ncol=4)
+    mean = probs.mean(0)
+    low, high = np.quantile(probs, [0.05, 0.95], axis=0)
+    for k in range(K):
+        x, line = future, mean[:, k]
+        if history_probs is not None:
+            past = np.asarray(history_probs, dtype=float)[:, k]
+            bottom.plot(when[keep], past[keep], color=colors[k], lw=0.9)
+            x, line = joined, np.concatenate([past[-1:], line])
+        bottom.plot(x, line, color=colors[k], lw=1.5, label=names[k])
+        bottom.fill_between(future, low[:, k], high[:, k], color=colors[k], alpha=0.2, lw=0)
+    bottom.axvline(when[-1], color="grey", lw=0.6, ls="--")
+    bottom.set_ylim(0, 1)
+    bottom.set_ylabel("regime probability")
+    bottom.legend(loc="upper left", fontsize=8, ncol=K)
+    save(figure, path, dpi=dpi)

@@ -6,6 +6,7 @@ transition matrices (``filtered_T @ A^h`` for an HMM), and predictive paths simu
 sampling from the filtered probabilities.
 """
 
+import itertools
 import re
 
 import jax.numpy as jnp
@@ -223,6 +224,75 @@ def test_input_driven_predictive_mean_matches_numpy_simulation(input_case, x64):
             path.append(mu[s] + rng.normal(size=20))
         sims.append(np.stack(path, -1))
     sims = np.concatenate(sims)
+    se = np.sqrt(got.var(0) / len(got) + sims.var(0) / len(sims))
+    z = (got.mean(0) - sims.mean(0)) / se
+    assert np.all(np.abs(z) < 5), z
+
+
+# --- Hamilton's switching-mean AR(2), written with history=2 -------------------------------------
+
+T_AR, P_AR, SIGMA_AR = 8, np.array([[0.8, 0.2], [0.3, 0.7]]), 0.5
+
+
+def ar2_model():
+    mu = yield tfd.Normal(jnp.array([-1.0, 1.0]), 1.0)
+    phi = yield tfd.Normal(jnp.zeros(2), 0.3)
+
+    def step(prev, inputs):
+        probs = jnp.array([0.5, 0.5]) if not prev else jnp.asarray(P_AR)[prev[0].s]
+        s = yield tfd.Categorical(probs=probs)
+        if len(prev) == 2:  # the first two steps' observations are conditioned on
+            ar = phi[0] * (prev[0].y - mu[prev[0].s]) + phi[1] * (prev[1].y - mu[prev[1].s])
+            y = yield tfd.Normal(mu[s] + ar, SIGMA_AR)
+
+    y = yield tfd.RegimeSwitching(step, num_steps=T_AR, history=2)
+
+
+def ar2_last_two(mu, phi, y):
+    """``p(s_{T-1}, s_T | y)`` ``[K, K]`` by brute force over all ``2^T`` regime paths."""
+    paths = np.array(list(itertools.product(range(2), repeat=T_AR)))
+    logw = np.log(0.5) + np.log(P_AR[paths[:, :-1], paths[:, 1:]]).sum(1)
+    for t in range(2, T_AR):
+        s, s1, s2 = paths[:, t], paths[:, t - 1], paths[:, t - 2]
+        mean = mu[s] + phi[0] * (y[t - 1] - mu[s1]) + phi[1] * (y[t - 2] - mu[s2])
+        logw = logw + stats.norm(mean, SIGMA_AR).logpdf(y[t])
+    w = np.exp(logw - logw.max())
+    joint = np.zeros((2, 2))
+    np.add.at(joint, (paths[:, -2], paths[:, -1]), w)
+    return joint / joint.sum()
+
+
+def test_history_two_forecast_equals_brute_force(x64):
+    """A mean-adjusted MS-AR(2): regime probabilities equal p(s_T | y) @ P^h from all 2^T paths
+    (1e-10), and the predictive mean per step matches NumPy paths drawn from the brute-force
+    p(s_{T-1}, s_T | y) within 5 standard errors."""
+    rng = np.random.default_rng(4)
+    y = np.array([0.9, 1.2, 0.8, -0.9, -1.3, -0.7, -1.1, 0.9])
+    draws = {
+        "mu": np.array([-1.0, 1.0]) + 0.1 * rng.normal(size=(1, 800, 2)),
+        "phi": 0.3 * rng.normal(size=(1, 800, 2)),
+    }
+    post = Posterior(draws, observed={"y": y}, model=tfd.JointDistributionCoroutine(ar2_model))
+    ahead = post.forecast(3, seed=5)
+    assert ahead["y_s"].shape == (1, 800, 3, 2) and ahead["y"].shape == (1, 800, 3)
+    sims = []
+    for d in range(800):
+        mu, phi = draws["mu"][0, d], draws["phi"][0, d]
+        joint = ar2_last_two(mu, phi, y)
+        if d < 5:
+            ref = [joint.sum(0) @ np.linalg.matrix_power(P_AR, h) for h in (1, 2, 3)]
+            np.testing.assert_allclose(ahead["y_s"][0, d], np.array(ref), atol=1e-10, rtol=0)
+        pair = rng.choice(4, p=joint.ravel(), size=10)
+        s1, s = pair // 2, pair % 2  # s_{T-1}, s_T
+        y1, y0, path = np.full(10, y[-2]), np.full(10, y[-1]), []
+        for _ in range(3):
+            nxt = np.where(rng.random(10) < P_AR[s, 0], 0, 1)
+            mean = mu[nxt] + phi[0] * (y0 - mu[s]) + phi[1] * (y1 - mu[s1])
+            y1, y0, s1, s = y0, mean + SIGMA_AR * rng.normal(size=10), s, nxt
+            path.append(y0)
+        sims.append(np.stack(path, -1))
+    sims = np.concatenate(sims)
+    got = ahead["y"][0]
     se = np.sqrt(got.var(0) / len(got) + sims.var(0) / len(sims))
     z = (got.mean(0) - sims.mean(0)) / se
     assert np.all(np.abs(z) < 5), z

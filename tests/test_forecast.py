@@ -298,6 +298,30 @@ def test_history_two_forecast_equals_brute_force(x64):
     assert np.all(np.abs(z) < 5), z
 
 
+def test_semi_markov_site_knows_how_long_its_regime_has_lasted():
+    """Regimes alternate and every segment lasts exactly 3 steps; regime 1 began at the last
+    step, so it holds 2 more steps, then regime 0 (at every draw)."""
+
+    def model():
+        mu = yield tfd.Normal(jnp.array([0.0, 5.0]), 1.0)
+        y = yield tfd.HiddenSemiMarkovModel(
+            tfd.Categorical(probs=jnp.array([1.0, 0.0])),
+            tfd.Categorical(probs=jnp.array([[0.0, 1.0], [1.0, 0.0]])),
+            tfd.Categorical(probs=jnp.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])),
+            tfd.Normal(mu, 1.0),
+            num_steps=4,
+        )
+
+    post = Posterior(
+        {"mu": np.array([[[0.0, 5.0], [0.5, 4.5]]])},
+        observed={"y": np.array([0.1, -0.2, 0.3, 5.2])},
+        model=tfd.JointDistributionCoroutine(model),
+    )
+    ahead = post.forecast(3, seed=0)
+    assert list(ahead) == ["y_regimes", "y"] and ahead["y"].shape == (1, 2, 3)
+    np.testing.assert_allclose(ahead["y_regimes"][0], [[[0, 1], [0, 1], [1, 0]]] * 2, atol=1e-6)
+
+
 # --- several observations per step, and errors ---------------------------------------------------
 
 

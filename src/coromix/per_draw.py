@@ -305,8 +305,9 @@ def forecast(
 ) -> Values:
     r"""Regime probabilities and predictive draws ``num_steps`` past the data, at every draw.
 
-    For each *regime site* (a ``HiddenMarkovModel`` or ``RegimeSwitching`` variable ``y`` with an
-    observed series ``y_{1:T}``) and each draw ``theta``, the site's own ``forecast`` method gives
+    For each *regime site* (a ``HiddenMarkovModel``, ``HiddenSemiMarkovModel`` or
+    ``RegimeSwitching`` variable ``y`` with an observed series ``y_{1:T}``) and each draw
+    ``theta``, the site's own ``forecast`` method gives
 
     * ``p(s_{T+h} = k | y_{1:T}, theta)``, ``h = 1..num_steps``: the filtered probabilities at
       ``T`` carried forward by the transitions (for an HMM, ``filtered_T @ A^h``), reported as
@@ -374,8 +375,8 @@ def regime_sites(
     """The model's regime sites at ``values`` (one draw and the observed values), in model order.
 
     site name -> ``(key of its regimes in discrete_posterior, its distribution, its observed
-    value)`` for every ``MarkovChain`` variable (``HiddenMarkovModel``, ``RegimeSwitching``) whose
-    value is given; from one scoring run of the model (:func:`coromix.scoring.structure`), so it
+    value)`` for every ``MarkovChain`` variable (``HiddenMarkovModel``, ``HiddenSemiMarkovModel``,
+    ``RegimeSwitching``) whose value is given; from one scoring run of the model (:func:`coromix.scoring.structure`), so it
     works on traced values.  Raises ``ValueError`` when there is none, or when the model has free
     scalar discrete choices besides the chains (the chains' distributions would depend on them).
 
@@ -401,8 +402,8 @@ def regime_sites(
             found[site.name] = (key, dist, value)
     if not found:
         raise ValueError(
-            f"forecast needs a regime site: a HiddenMarkovModel or RegimeSwitching variable with "
-            f"an observed series; the model {model.name!r} has none among its variables "
+            f"forecast needs a regime site: a HiddenMarkovModel, HiddenSemiMarkovModel or "
+            f"RegimeSwitching variable with an observed series; the model {model.name!r} has none among its variables "
             f"{run.names} (observed: {[k for k in values if k in run.names]})"
         )
     if run.choice_values:

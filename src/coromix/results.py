@@ -278,8 +278,8 @@ class Posterior:
     def forecast(self, num_steps: int, inputs: Any = None, seed: Any = 0) -> Values:
         """Regime probabilities and predictive draws ``num_steps`` past the data, from every draw.
 
-        For each regime site ``y`` (a ``HiddenMarkovModel`` or ``RegimeSwitching`` variable with
-        an observed series ``y_{1:T}``) and draw ``theta``:
+        For each regime site ``y`` (a ``HiddenMarkovModel``, ``HiddenSemiMarkovModel`` or
+        ``RegimeSwitching`` variable with an observed series ``y_{1:T}``) and draw ``theta``:
 
         * ``p(s_{T+h} = k | y_{1:T}, theta)``, ``h = 1..num_steps`` (for an HMM
           ``filtered_T @ A^h``), under the key of :meth:`discrete_posterior` (``"y_states"``,

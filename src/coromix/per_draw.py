@@ -446,7 +446,8 @@ def _forecast_inputs(
 def _site_forecast(
     name: str, dist: MarkovChain, value: Any, num_steps: int, inputs: Any, key: jax.Array
 ) -> Any:
-    """``dist.forecast`` of one regime site, its errors naming the site and ``inputs=``."""
+    """``dist.forecast`` of one regime site, its errors naming the site (and ``inputs=`` when
+    they are missing or not read)."""
     kind = type(dist).__name__
     takes_inputs = "inputs" in inspect.signature(dist.forecast).parameters
     if inputs is not None and not takes_inputs:
@@ -466,9 +467,10 @@ def _site_forecast(
         if takes_inputs:
             return dist.forecast(value, num_steps, inputs=inputs, seed=key)
         return dist.forecast(value, num_steps, seed=key)
+    except jax.errors.JAXTypeError:
+        raise  # JAX's own errors take other constructor arguments
     except (ValueError, TypeError) as err:
-        hint = "" if inputs is not None else " (if its step reads inputs, give them as inputs=)"
-        raise type(err)(f"forecast of the regime site {name!r} ({kind}){hint}: {err}") from err
+        raise type(err)(f"forecast of the regime site {name!r} ({kind}): {err}") from err
 
 
 def prior_predictive(

@@ -913,11 +913,6 @@ HMM = [
         ValueError,
         r"(regime|categories|K).*(2|3)",
         id="switching-regime-count-changes",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="regime_switching.py (not this helper's): a step with 2 regimes at t = 0 "
-            "and 3 later is not rejected (issue 13's wrong answer)",
-        ),
     ),
 ]
 

@@ -512,6 +512,15 @@ class RegimeSwitching(MarkovChain):
         out = jax.vmap(self._series_potentials)(ys, inputs, mask)
         return tuple(x.reshape(batch + x.shape[1:]) for x in out)
 
+    def _check_regimes(self, k: int, m: int) -> None:
+        regime_name, K, _ = self.structure()
+        if k != K:
+            raise ValueError(
+                f"RegimeSwitching: the regime {regime_name!r} has {K} values at the first step "
+                f"but {k} at a step with {m} previous steps; every step's regime must have the "
+                f"same number of values"
+            )
+
     def _step_terms(self, m: int, lags, obs, inp, masked, over_time: bool) -> jax.Array:
         r"""The step's log-potential :math:`\psi` after ``m`` previous steps, for every
         combination of their regimes (row :math:`\sum_k s_{t-1-k} K^{m-1-k}`) and this step's
@@ -528,6 +537,7 @@ class RegimeSwitching(MarkovChain):
         def one(combo, j, lag_rows, obs_t, inp_t, masked_t):
             prev = self._prev([Values({regime_name: combo[k], **lag_rows[k]}) for k in range(m)])
             h = self._run(prev, inp_t, j, obs_t)
+            self._check_regimes(h.num_regimes, m)
             if masked_t is None:
                 return h.regime_lp + h.obs_lp
             return h.regime_lp + jnp.where(masked_t, jnp.zeros_like(h.obs_lp), h.obs_lp)
@@ -692,6 +702,7 @@ class RegimeSwitching(MarkovChain):
             )
             sampler = _StepSampler(j, obs_key)
             runner.run(lambda: self.step(prev, inp), sampler)
+            self._check_regimes(sampler.regime_log_probs.shape[0], m)
             obs = {n: sampler.observations.get(n, _missing_like(st)) for n, st in shapes.items()}
             return sampler.regime_log_probs, obs
 

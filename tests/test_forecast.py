@@ -9,6 +9,7 @@ sampling from the filtered probabilities.
 import itertools
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -415,3 +416,18 @@ def test_gdp_demo_forecast_table(capsys, x64):
         ahead["growth_regime_duration"][0], 1 / (1 - draws["stay"][0]), rtol=1e-10
     )
     assert "recession 3.7 quarters, expansion 15.0 quarters" in printed
+
+
+def test_forecast_chunks_of_draws_give_the_same_draws():
+    """The forecast bounds its memory by chunks of draws (its working memory is the series');
+    chunks of equal size, the last draw repeated to fill them, change no draw."""
+    from coromix import per_draw
+
+    def fn(draw, key):
+        return {"x": draw["mu"] + jax.random.normal(key, (2,))}
+
+    samples = {"mu": np.arange(10.0).reshape(2, 5)}
+    whole = per_draw.map_draws(fn, samples, seed=3)
+    chunked = per_draw.map_draws(fn, samples, seed=3, work_per_draw=2**22 // 3)  # 4 chunks of 3
+    assert chunked["x"].shape == (2, 5, 2)
+    np.testing.assert_array_equal(chunked["x"], whole["x"])

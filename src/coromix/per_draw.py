@@ -81,12 +81,14 @@ def map_draws(
     fn: Callable[[dict[str, jax.Array], jax.Array], Mapping[str, jax.Array]],
     samples: Mapping[str, np.ndarray],
     seed: Any = None,
+    work_per_draw: int = 0,
 ) -> Values:
     """``fn(draw, key)`` at every ``(chain, draw)``, vectorized over chunks of draws.
 
     ``draw``: name -> the values of one draw; ``key``: a JAX key of its own per draw (split from
-    ``seed``).  The chunk size bounds the memory used; the result keeps the leading
-    ``(chain, draw)`` dims.
+    ``seed``).  The chunk size bounds the memory used: about ``2**22`` elements per chunk, counting
+    per draw the larger of ``fn``'s output and ``work_per_draw`` (the elements its evaluation
+    holds, when they far exceed its output); the result keeps the leading ``(chain, draw)`` dims.
 
     >>> import numpy as np
     >>> out = map_draws(lambda d, key: {"square": d["x"] ** 2}, {"x": np.arange(6.0).reshape(2, 3)})
@@ -101,12 +103,27 @@ def map_draws(
     if not shapes:
         return Values()
     per_draw = sum(math.prod(s.shape) for s in jax.tree_util.tree_leaves(shapes))
-    batch_size = max(1, min(total, _CHUNK_ELEMENTS // max(per_draw, 1)))
+    per_draw = max(per_draw, work_per_draw)
+    largest = max(1, min(total, _CHUNK_ELEMENTS // max(per_draw, 1)))
+    # chunks of equal size (the last draw repeated to fill them): one compiled body, no remainder
+    chunks = -(-total // largest)
+    batch_size = -(-total // chunks)
+    padded = chunks * batch_size
+    if padded > total:
+        flat, keys = jax.tree_util.tree_map(
+            lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - total, axis=0)]),
+            (flat, keys),
+        )
     out = jax.jit(lambda f, k: jax.lax.map(lambda a: fn(*a), (f, k), batch_size=batch_size))(
         flat, keys
     )
     return Values(
-        (k, jax.tree_util.tree_map(lambda x: np.asarray(x).reshape(leading + x.shape[1:]), v))
+        (
+            k,
+            jax.tree_util.tree_map(
+                lambda x: np.asarray(x[:total]).reshape(leading + x.shape[1:]), v
+            ),
+        )
         for k, v in out.items()
     )
 
@@ -366,7 +383,10 @@ def forecast(
                 out[f"{regime_key}_duration"] = jnp.reshape(rows, (-1, rows.shape[-1]))[-1]
         return out
 
-    return map_draws(one, samples, seed)
+    # each draw runs a forward-backward pass over the observed series: its working memory, a few
+    # arrays of T x (expanded) states per draw, dwarfs the forecast it returns
+    series = sum(np.size(v) for v in jax.tree_util.tree_leaves(dict(observed)))
+    return map_draws(one, samples, seed, work_per_draw=16 * series)
 
 
 def regime_sites(

@@ -378,7 +378,7 @@ def forecast(
             out[regime_key] = ahead.probs
             out[name] = ahead.observations
             durations = getattr(dist, "expected_durations", None)
-            if durations is not None:
+            if durations is not None and getattr(dist, "num_steps", 0) >= 2:  # a transition seen
                 rows = durations(value)
                 out[f"{regime_key}_duration"] = jnp.reshape(rows, (-1, rows.shape[-1]))[-1]
         return out

@@ -44,6 +44,8 @@ All functions take one unbatched series; use :func:`jax.vmap` for batches of ser
 Layout: :mod:`coromix.markov.sequential` (scan kernels: filter, smoother, Viterbi, backward
 sampling), :mod:`coromix.markov.parallel` (associative-scan kernels), :mod:`coromix.markov.common`
 (shared helpers) and :mod:`coromix.markov.api` (the public functions re-exported here).
+:mod:`coromix.markov.semi_markov` holds the kernels of explicit-duration (semi-Markov) chains, over
+pairs (regime, time elapsed in it), used by ``HiddenSemiMarkovModel``.
 
 >>> import jax.numpy as jnp
 >>> from coromix import markov

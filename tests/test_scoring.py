@@ -31,7 +31,9 @@ def make_coal_mining(calls=None):
         switchpoint = yield tfd.Categorical(probs=jnp.full(111, 1 / 111))
         early = yield tfd.Exponential(1.0)
         late = yield tfd.Exponential(1.0)
-        rate = jnp.where(YEARS < switchpoint, early, late)
+        # the years made here, not the module's NumPy int64 array: JAX keeps one compiled
+        # constant per array, which breaks when a test switches float64 off after it was made
+        rate = jnp.where(jnp.arange(111) < switchpoint, early, late)
         disasters = yield tfd.Poisson(rate)
 
     return coal_mining

@@ -352,6 +352,40 @@ def _value_cases():
     ]
 
 
+VALUE_KINDS = [
+    case(
+        lambda: tfd.Normal(0.0, 1.0).log_prob("a"),
+        TypeError,
+        r"Normal: the value must be a number or an array of numbers; got str 'a'",
+        id="string-value",
+    ),
+    case(
+        lambda: tfd.Poisson(2.0, validate_args=False).log_prob(None),
+        TypeError,
+        r"Poisson: the value must be a number or an array of numbers; got NoneType None",
+        id="none-value",
+    ),
+    case(
+        lambda: tfd.Normal(jnp.zeros(3), 1.0).log_prob(jnp.zeros(4)),
+        ValueError,
+        r"Normal: a value of shape \(4,\) does not broadcast with its shape \(3,\) \(batch_shape "
+        r"\(3,\) \+ event_shape \(\)\)",
+        id="value-shape",
+    ),
+    case(
+        lambda: tfd.Dirichlet(jnp.ones(3), validate_args=False).log_prob(jnp.ones(4) / 4),
+        ValueError,
+        r"Dirichlet: a value of shape \(4,\) does not broadcast with its shape \(3,\)",
+        id="event-shape",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "pattern"), VALUE_KINDS)
+def test_values_that_are_not_numbers_or_do_not_fit(call, error, pattern):
+    check(call, error, pattern)
+
+
 @pytest.mark.parametrize(
     ("dist", "value", "pattern"),
     _value_cases(),
@@ -617,6 +651,52 @@ MODELS = [
         r"observed values: no variable named \['xx'\] in model 'normal_model'; its variables "
         r"are \['mu', 's', 'x'\]; did you mean 'x'\?",
         id="pin-name",
+    ),
+    case(
+        lambda: fresh_normal().pin(x="abc"),
+        TypeError,
+        r"observed value for 'x' must be a number or an array of numbers; got str 'abc'",
+        id="pin-string",
+    ),
+    case(
+        lambda: fresh_normal().pin(x=[1.0, 2.0, None, 3.0, 4.0]),
+        TypeError,
+        r"observed value for 'x' must be a number or an array of numbers; got list \[1.0, 2.0, "
+        r"None",
+        id="pin-none-in-list",
+    ),
+    case(
+        lambda: fresh_normal().sample(value={"mu": "abc"}),
+        TypeError,
+        r"'mu'.*must be a number",
+        id="sample-value-string",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="joint.py (not this helper's) converts sample(value=...) with jnp.asarray: "
+            "JAX's dtype error, naming nothing",
+        ),
+    ),
+    case(
+        lambda: fresh_normal().log_prob(mu=0.0, s=1.0, x="abc"),
+        TypeError,
+        r"'x'.*must be a number",
+        id="log-prob-string",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="scoring.check_values (not this helper's) converts values with jnp.asarray: "
+            "JAX's dtype error, naming nothing",
+        ),
+    ),
+    case(
+        lambda: fresh_normal().sample(3, value={"x": np.zeros(4)}),
+        ValueError,
+        r"value for 'x' has shape \(4,\); expected shape \(5,\)",
+        id="sample-value-shape",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="joint.py (not this helper's): sample(value=...) does not check shapes; a "
+            "(4,) value for a (5,) variable comes back as draws of shape (3, 4)",
+        ),
     ),
     case(
         lambda: fresh_normal().log_prob(muu=0.0, s=1.0, x=np.zeros(5)),
@@ -911,7 +991,8 @@ HMM = [
     case(
         lambda: jax.jit(_two_then_three_regimes().log_prob)(jnp.zeros(4)),
         ValueError,
-        r"(regime|categories|K).*(2|3)",
+        r"RegimeSwitching: the regime 's' has 2 values at the first step but 3 at a step with 1 "
+        r"previous steps; every step's regime must have the same number of values",
         id="switching-regime-count-changes",
     ),
 ]
@@ -980,6 +1061,17 @@ INFERENCE = [
         ValueError,
         r"observed values: no variable named \['y'\] in model 'normal_model'",
         id="nuts-observed-name",
+    ),
+    case(
+        lambda: cm.nuts(normal_model, [0.0, 1.0, 2.0], progress=False),
+        TypeError,
+        r"observed must be a mapping",
+        id="nuts-observed-not-a-mapping",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="nuts.py (not this helper's) calls dict(observed): Python's 'cannot convert "
+            "dictionary update sequence element'",
+        ),
     ),
     case(
         lambda: cm.nuts(normal_model, {"x": np.array([0.0, 1.0, nan, 2.0, 3.0])}, progress=False),

@@ -67,6 +67,7 @@ class PinnedModel:
                 f"observed values: no variable named {unknown} in model {joint.name!r}; its "
                 f"variables are {list(shapes)}{_did_you_mean(unknown, shapes)}"
             )
+        observed = {k: _as_numbers(k, v) for k, v in observed.items()}
         batch, arrays = scoring.check_values(shapes, observed)
         if batch:
             k, v = next(
@@ -377,6 +378,33 @@ def _rows(flags: np.ndarray) -> str:
     rows = np.flatnonzero(flags.reshape(len(flags), -1).any(axis=1))
     shown = ", ".join(map(str, rows[:_ROWS_SHOWN])) + (", ..." if len(rows) > _ROWS_SHOWN else "")
     return f"at rows [{shown}] ({len(rows)} of {len(flags)})"
+
+
+def _as_numbers(name: str, value: Any) -> Any:
+    """An observed value as JAX arrays (a mapping: each entry), or a ``TypeError`` naming it.
+
+    >>> _as_numbers("x", [1.0, None])
+    Traceback (most recent call last):
+    ...
+    TypeError: observed value for 'x' must be a number or an array of numbers; got list [1.0, None]
+    """
+    if isinstance(value, Mapping):
+        return {k: _as_numbers(f"{name}[{k!r}]", v) for k, v in value.items()}
+    try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError(value)
+        array = jnp.asarray(value)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or not (
+        jnp.issubdtype(array.dtype, jnp.number) or jnp.issubdtype(array.dtype, jnp.bool_)
+    ):
+        label = repr(name) if "[" not in name else name
+        raise TypeError(
+            f"observed value for {label} must be a number or an array of numbers; got "
+            f"{type(value).__name__} {value!r:.60}"
+        )
+    return array
 
 
 def _did_you_mean(unknown: list[str], names: Iterable[str]) -> str:

@@ -227,7 +227,24 @@ class Distribution(Yieldable):
         return constraint, ~np.asarray(ok, dtype=bool)
 
     def _check_value(self, value: Any) -> None:
-        """With ``validate_args``: a ``ValueError`` for a concrete value outside the support."""
+        """A value that is not numbers (``TypeError``) or whose shape does not broadcast with
+        ``batch_shape + event_shape`` (``ValueError``); with ``validate_args``, a concrete value
+        outside the support (``ValueError``)."""
+        if value is None or _has_text(value):
+            raise TypeError(
+                f"{self._label()}: the value must be a number or an array of numbers; got "
+                f"{type(value).__name__} {value!r:.60}"
+            )
+        shape = tuple(jnp.shape(value))
+        full = tuple(self.batch_shape) + tuple(self.event_shape)
+        try:
+            jnp.broadcast_shapes(shape, full)
+        except ValueError:
+            raise ValueError(
+                f"{self._label()}: a value of shape {shape} does not broadcast with its shape "
+                f"{full} (batch_shape {tuple(self.batch_shape)} + event_shape "
+                f"{tuple(self.event_shape)}); leading sample dims may be added on the left"
+            ) from None
         if not self.validate_args:
             return
         found = self.outside_support(value)

@@ -382,3 +382,32 @@ def test_init_at_a_point_of_zero_density_is_an_error():
 
     with pytest.raises(ValueError, match=r"init= is a point where the log density of 'beta_model'"):
         cm.nuts(beta_model, {"k": 3.0}, init={"p": 1.0}, progress=False)
+
+
+def test_nonfinite_densities_during_sampling_are_counted_and_named():
+    """A scale with a prior on all reals: NUTS meets negative scales, where the density of 'y'
+    is NaN; the fit counts those transitions and names the term."""
+
+    def bad_scale():
+        mu = yield tfd.Normal(0.0, 1.0)
+        s = yield tfd.Normal(1.0, 1.0)  # a scale that can go negative
+        y = yield tfd.Normal(jnp.broadcast_to(mu, (3,)), s, validate_args=False)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post = cm.nuts(
+            bad_scale,
+            {"y": jnp.array([0.1, -0.2, 0.3])},
+            num_warmup=200,
+            num_samples=200,
+            num_chains=2,
+            init="uniform",
+            progress=False,
+        )
+    assert post.attrs["nonfinite_sampling"] > 0
+    messages = [str(w.message) for w in caught if "not finite" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert f"{post.attrs['nonfinite_sampling']} of 400 sampling transitions" in messages[0]
+    assert "the term of 'y' is NaN" in messages[0], messages[0]
+    # the draws themselves are all at finite densities
+    assert np.all(np.isfinite(post.sample_stats["lp"]))

@@ -69,7 +69,8 @@ def test_one_loop_warmup_is_blackjax_window_adaptation(num_warmup, dense_mass):
         carry = chain.init(key_data, position, {})
         for begin, end in [(0, 3), (3, num_warmup + 7), (num_warmup + 7, num_warmup + 20)]:
             carry = chain.advance(carry, begin, end, {})
-        return chain.finish(carry)
+        draws, stats, _ = chain.finish(carry)
+        return draws, stats
 
     draws, stats = run_chain(key_data, position)
     expected, step_size = jax.jit(

@@ -31,6 +31,7 @@ from jax.experimental import multihost_utils
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from coromix import scoring
 from coromix.infer import lbfgs
 from coromix.infer.programs import joint_of, model_environment
 from coromix.infer.programs import signature as programs_signature
@@ -196,7 +197,7 @@ def nuts(
         raise KeyboardInterrupt(
             f"cm.nuts interrupted during warmup (step {done} of {num_warmup}); no draws were kept"
         )
-    draws, stats, constrained = jax.tree.map(_on_host, programs.finish(carry, data))
+    draws, stats, constrained, nonfinite = jax.tree.map(_on_host, programs.finish(carry, data))
     if num_kept < num_samples:
         draws, stats, constrained = jax.tree.map(
             lambda x: x[:, :num_kept], (draws, stats, constrained)
@@ -219,6 +220,8 @@ def nuts(
             "sampling_time": sampling_time,
             "init": init_kind,
             "data_as_arguments": int(programs.data_as_arguments),
+            "nonfinite_warmup": int(np.sum(nonfinite["warmup"])),
+            "nonfinite_sampling": int(np.sum(nonfinite["sampling"])),
             **_search_attrs(search),
             **({"seed": int(seed)} if isinstance(seed, (int, np.integer)) else {}),
             **(
@@ -236,9 +239,54 @@ def nuts(
             stacklevel=2,
         )
         return result
-    for message in result.convergence_warnings():
+    messages = result.convergence_warnings()
+    if result.attrs["nonfinite_sampling"]:
+        messages.append(_nonfinite_message(posterior, nonfinite, num_kept * num_chains))
+    for message in messages:
         warnings.warn(message, ConvergenceWarning, stacklevel=2)
     return result
+
+
+def _nonfinite_message(posterior: PinnedModel, nonfinite: Mapping[str, Any], total: int) -> str:
+    """One line: how many sampling transitions reached a non-finite log density, and the terms
+    of the model that are not finite at one such point (the last of a chain that met one)."""
+    counts = np.asarray(nonfinite["sampling"])
+    chain = int(np.argmax(counts > 0))
+    point = {k: np.asarray(v)[chain] for k, v in nonfinite["position"].items()}
+    terms = _nonfinite_terms(posterior, point)
+    where = (
+        f"; at such a point (chain {chain}) the term of {terms}"
+        if terms
+        else f"; at such a point (chain {chain}) every term is finite but their sum is not"
+    )
+    per_chain = ", ".join(f"chain {c}: {int(n)}" for c, n in enumerate(counts) if n)
+    return (
+        f"{int(counts.sum())} of {total} sampling transitions reached a point where the log "
+        f"density is not finite ({per_chain}), read there as zero density{where}: a value that "
+        f"term does not accept (a prior wider than its use, e.g. a scale that can go negative); "
+        f"give the parameters it reads priors on its support (post.attrs['nonfinite_sampling'])"
+    )
+
+
+def _nonfinite_terms(posterior: PinnedModel, point: Mapping[str, Any]) -> str:
+    """The model terms (variables) with a NaN or infinite value at ``point`` (unconstrained)."""
+    try:
+        run = scoring.structure(
+            posterior.joint.model, dict(posterior.observed), point, posterior.joint.max_paths
+        )
+    except Exception:  # noqa: BLE001 - a report, not a check: say nothing rather than fail
+        return ""
+    found = []
+    for name, term, enumerated in run.plates.terms:
+        term = np.asarray(term)
+        # -inf is zero density: a real finding when no enumerated value is left (with summed-out
+        # choices some of them may have zero probability)
+        zero = np.isneginf(term).any() if not enumerated else np.isneginf(term).all()
+        if np.isnan(term).any():
+            found.append(f"{name!r} is NaN")
+        elif np.isposinf(term).any() or zero:
+            found.append(f"{name!r} is {float(term.flat[np.flatnonzero(~np.isfinite(term))[0]])}")
+    return ", ".join(found[:3])
 
 
 def _on_host(x: Any) -> Any:
@@ -426,9 +474,9 @@ def _build_programs(
         return carry, found, search
 
     def finish(carry, observed):
-        draws, stats = jax.vmap(chain.finish)(carry)
+        draws, stats, nonfinite = jax.vmap(chain.finish)(carry)
         constrained = jax.vmap(jax.vmap(pinned(observed).to_constrained))(draws)
-        return draws, stats, constrained
+        return draws, stats, constrained, nonfinite
 
     return _Programs(
         jax.jit(start),
@@ -872,12 +920,19 @@ def _chain_program(
         )
         # the template of the parameters (zeros: only its structure is used), to unravel
         template = jax.tree.map(jnp.zeros_like, position)
+        # transitions whose trajectory reached a non-finite log density, and the last such point
+        nonfinite = {
+            "warmup": jnp.zeros((), jnp.int32),
+            "sampling": jnp.zeros((), jnp.int32),
+            "position": jnp.zeros_like(flat),
+        }
         return {
             "key": key_data,
             "state": state,
             "tuning": tuning,
             "buffers": buffers,
             "template": template,
+            "nonfinite": nonfinite,
         }
 
     def advance(carry, begin, end, observed):
@@ -893,7 +948,7 @@ def _chain_program(
         all_stages = jnp.asarray(stages)
 
         def one_step(index, loop):
-            state, tuning, buffers = loop
+            state, tuning, buffers, nonfinite = loop
             state, info = kernel(
                 keys[index],
                 state,
@@ -920,18 +975,41 @@ def _chain_program(
             tuning = update_tuning(
                 tuning, all_stages[index], index, state.position, info.acceptance_rate
             )
-            return state, tuning, buffers
+            nonfinite = _count_nonfinite(nonfinite, info, index >= num_warmup)
+            return state, tuning, buffers, nonfinite
 
-        loop = (carry["state"], carry["tuning"], carry["buffers"])
-        state, tuning, buffers = jax.lax.fori_loop(begin, end, one_step, loop)
-        return {**carry, "state": state, "tuning": tuning, "buffers": buffers}
+        loop = (carry["state"], carry["tuning"], carry["buffers"], carry["nonfinite"])
+        state, tuning, buffers, nonfinite = jax.lax.fori_loop(begin, end, one_step, loop)
+        return {
+            **carry,
+            "state": state,
+            "tuning": tuning,
+            "buffers": buffers,
+            "nonfinite": nonfinite,
+        }
 
     def finish(carry):
         _, unravel = ravel_pytree(carry["template"])
         positions, stats = carry["buffers"]
-        return jax.vmap(unravel)(positions), stats
+        nonfinite = {**carry["nonfinite"], "position": unravel(carry["nonfinite"]["position"])}
+        return jax.vmap(unravel)(positions), stats, nonfinite
 
     return _Chain(init, advance, finish)
+
+
+def _count_nonfinite(nonfinite: dict, info: Any, sampling: jax.Array) -> dict:
+    """Count a transition whose trajectory reached a non-finite log density (an end of the
+    trajectory: where the integration stopped) and keep that point."""
+    left, right = info.trajectory_leftmost_state, info.trajectory_rightmost_state
+    bad_left = ~jnp.isfinite(left.logdensity)
+    bad = bad_left | ~jnp.isfinite(right.logdensity)
+    return {
+        "warmup": nonfinite["warmup"] + (bad & ~sampling),
+        "sampling": nonfinite["sampling"] + (bad & sampling),
+        "position": jnp.where(
+            bad, jnp.where(bad_left, left.position, right.position), nonfinite["position"]
+        ),
+    }
 
 
 class _ProgressBar:

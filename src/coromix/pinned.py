@@ -104,7 +104,7 @@ class PinnedModel:
             leaves = value.items() if isinstance(value, Mapping) else [(None, value)]
             for part, leaf in leaves:
                 label = repr(name) if part is None else f"{name}[{part!r}]"
-                if not is_concrete(leaf):
+                if not _host_readable(leaf):
                     continue
                 if jnp.issubdtype(leaf.dtype, jnp.inexact) and np.isnan(leaf).any():
                     raise ValueError(
@@ -112,7 +112,11 @@ class PinnedModel:
                         f"does not skip missing values: drop those rows, or give the model a "
                         f"mask of the missing observations where its distribution takes one"
                     )
-            if isinstance(value, Mapping) or not getattr(dist, "validate_args", True):
+            if (
+                isinstance(value, Mapping)
+                or not _host_readable(value)
+                or not getattr(dist, "validate_args", True)
+            ):
                 continue
             try:
                 found = dist.outside_support(value)
@@ -378,6 +382,15 @@ def _rows(flags: np.ndarray) -> str:
     rows = np.flatnonzero(flags.reshape(len(flags), -1).any(axis=1))
     shown = ", ".join(map(str, rows[:_ROWS_SHOWN])) + (", ..." if len(rows) > _ROWS_SHOWN else "")
     return f"at rows [{shown}] ({len(rows)} of {len(flags)})"
+
+
+def _host_readable(x: Any) -> bool:
+    """Concrete and held whole by this process (not a tracer, nor an array sharded over hosts).
+
+    >>> _host_readable(jnp.zeros(3))
+    True
+    """
+    return is_concrete(x) and getattr(x, "is_fully_addressable", True)
 
 
 def _as_numbers(name: str, value: Any) -> Any:

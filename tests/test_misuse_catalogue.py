@@ -85,6 +85,12 @@ PARAMETERS = [
         id="string-probs",
     ),
     case(
+        lambda: tfd.Normal(0.0, 1.0, name=123),
+        TypeError,
+        r"Normal: name must be a string \(the variable's name\) or None; got int 123",
+        id="name-not-a-string",
+    ),
+    case(
         lambda: tfd.Normal(jnp.zeros(3), jnp.ones(2)),
         ValueError,
         r"Normal: the parameters' shapes do not broadcast to one batch shape: `loc` \(3,\), "

@@ -152,6 +152,11 @@ class Distribution(Yieldable):
         return obj
 
     def _init_common(self, name: str | None, validate_args: bool) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(
+                f"{type(self).__name__}: name must be a string (the variable's name) or None; "
+                f"got {type(name).__name__} {name!r}"
+            )
         self.name = name
         self.validate_args = validate_args
         self._check_shapes()

@@ -676,33 +676,18 @@ MODELS = [
         TypeError,
         r"'mu'.*must be a number",
         id="sample-value-string",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="joint.py (not this helper's) converts sample(value=...) with jnp.asarray: "
-            "JAX's dtype error, naming nothing",
-        ),
     ),
     case(
         lambda: fresh_normal().log_prob(mu=0.0, s=1.0, x="abc"),
         TypeError,
         r"'x'.*must be a number",
         id="log-prob-string",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="scoring.check_values (not this helper's) converts values with jnp.asarray: "
-            "JAX's dtype error, naming nothing",
-        ),
     ),
     case(
         lambda: fresh_normal().sample(3, value={"x": np.zeros(4)}),
         ValueError,
         r"value for 'x' has shape \(4,\); expected shape \(5,\)",
         id="sample-value-shape",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="joint.py (not this helper's): sample(value=...) does not check shapes; a "
-            "(4,) value for a (5,) variable comes back as draws of shape (3, 4)",
-        ),
     ),
     case(
         lambda: fresh_normal().log_prob(muu=0.0, s=1.0, x=np.zeros(5)),
@@ -824,12 +809,6 @@ def test_branching_on_a_scalar_choice_still_works():
     np.testing.assert_allclose(model.log_prob(x=x), expected, rtol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="joint.py (not this helper's) compiles log_prob from the second call on, so a "
-    "concrete NaN value is no longer checked and NaN comes back; needs a check of the given "
-    "values before JointDistributionCoroutine._call",
-)
 def test_log_prob_with_nan_raises_on_every_call():
     model = fresh_normal()
     values = {"mu": 0.0, "s": 1.0}
@@ -1073,11 +1052,6 @@ INFERENCE = [
         TypeError,
         r"observed must be a mapping",
         id="nuts-observed-not-a-mapping",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="nuts.py (not this helper's) calls dict(observed): Python's 'cannot convert "
-            "dictionary update sequence element'",
-        ),
     ),
     case(
         lambda: cm.nuts(normal_model, {"x": np.array([0.0, 1.0, nan, 2.0, 3.0])}, progress=False),

@@ -28,6 +28,16 @@ from coromix.utils import as_key, as_shape
 _EAGER = object()
 
 
+def _has_nan(tree: Any) -> bool:
+    """A NaN among the concrete floating-point leaves of ``tree``."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if isinstance(leaf, jax.core.Tracer) or not hasattr(leaf, "dtype"):
+            continue
+        if jnp.issubdtype(leaf.dtype, jnp.inexact) and bool(jnp.any(jnp.isnan(leaf))):
+            return True
+    return False
+
+
 def _all_finite(tree: Any) -> bool:
     """No NaN or infinity among the floating-point leaves of ``tree`` (traced leaves, under an
     outer transformation, cannot be looked at and count as finite)."""
@@ -136,7 +146,15 @@ class JointDistributionCoroutine:
                     f"sample(value=...): no variable named {unknown} in model "
                     f"{self.name!r}; its variables are {self.variable_names}"
                 )
-        given = {k: jnp.asarray(v) for k, v in (value or {}).items()}
+        given = {}
+        for k, v in (value or {}).items():
+            given[k] = v = scoring.as_value_array(f"{k!r} in sample(value=...)", v)
+            want = self.event_shapes()[k]
+            if isinstance(want, jax.ShapeDtypeStruct) and v.shape != want.shape:
+                raise ValueError(
+                    f"sample(value=...): value for {k!r} has shape {v.shape}; expected shape "
+                    f"{want.shape} (one draw: the value is shared by every draw)"
+                )
         n = int(np.prod(shape)) if shape else 1
 
         def sample(key: jax.Array, given: dict[str, jax.Array]) -> Values:
@@ -155,15 +173,18 @@ class JointDistributionCoroutine:
         operation separately, which took 20 s where compiling took 0.7 s.  It runs eagerly
         instead when compiling fails (Python control flow on a value, which needs it concrete:
         that key then always runs eagerly; the eager run raises the error if the model is
-        wrong), and once more eagerly when the first
-        compiled result holds a NaN or an infinity, so that the checks of parameters and values
-        that need concrete numbers (``validate_args``) raise their errors.
+        wrong), and once more eagerly when the first compiled result holds a NaN or an infinity
+        (or a later one does and a given value is NaN), so that the checks of parameters and
+        values that need concrete numbers (``validate_args``) raise their errors.
         """
         compiled = self._compiled.get(key)
         if compiled is _EAGER:
             return fn(*args)
         if compiled is not None:
-            return compiled(*args)
+            out = compiled(*args)
+            if _has_nan(args) and not _all_finite(out):
+                return fn(*args)  # the eager run names the NaN value (validate_args)
+            return out
         compiled = jax.jit(fn)
         try:
             out = compiled(*args)

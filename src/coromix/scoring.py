@@ -638,6 +638,32 @@ def discrete_mode(model: Callable, values: Mapping[str, Any], max_paths: int) ->
 # --------------------------------------------------------------------------------------------
 
 
+def as_value_array(label: str, value: Any) -> jax.Array:
+    """``value`` as a JAX array, or a ``TypeError`` naming ``label`` when it is not numbers.
+
+    >>> as_value_array("'x'", [1.0, 2.0]).shape
+    (2,)
+    >>> as_value_array("'x'", "abc")
+    Traceback (most recent call last):
+    ...
+    TypeError: value for 'x' must be a number or an array of numbers; got str 'abc'
+    """
+    if isinstance(value, (jax.Array, jax.core.Tracer)):
+        return value
+    try:
+        kind = np.asarray(value).dtype.kind
+    except (TypeError, ValueError):  # ragged nested lists
+        kind = "O"
+    if kind not in "biuf":
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise TypeError(
+            f"value for {label} must be a number or an array of numbers; got "
+            f"{type(value).__name__} {shown}"
+        )
+    return jnp.asarray(value)
+
+
 def check_values(
     shapes: Mapping[str, jax.ShapeDtypeStruct], values: Mapping[str, Any]
 ) -> tuple[Shape, dict[str, jax.Array]]:
@@ -667,7 +693,7 @@ def check_values(
             parts = {None: (repr(k), value, shapes[k])}
         checked = {}
         for part, (label, v, struct) in parts.items():
-            v = jnp.asarray(v)
+            v = as_value_array(label, v)
             site = struct.shape
             if v.shape[v.ndim - len(site) :] != site or v.ndim < len(site):
                 raise ValueError(

@@ -58,6 +58,11 @@ def pin_model(
     """The model (or a generator function, wrapped once: :func:`~coromix.infer.programs.joint_of`)
     conditioned on the observed values."""
     model = joint_of(model)
+    if observed is not None and not isinstance(observed, Mapping):
+        raise TypeError(
+            f"observed must be a mapping of variable names to values, e.g. {{'y': data}}; got "
+            f"{type(observed).__name__}"
+        )
     posterior = model.pin(dict(observed or {}))
     if not posterior.parameter_shapes:
         raise ValueError(

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import jax
@@ -59,6 +60,7 @@ from coromix import constraints, runner
 from coromix.distributions.distribution import Distribution, is_scalar_choice
 from coromix.distributions.markov_chain import Forecast, MarkovChain, check_missing
 from coromix.markov import MarkovPosterior
+from coromix.markov.common import finite_or_zero, kahan_add, safe_log, safe_normalize
 from coromix.runner import Values
 from coromix.utils import Shape, as_key, as_shape, default_float
 
@@ -187,6 +189,66 @@ def _to_expanded(x: jax.Array, W: int) -> jax.Array:
     """``x[..., j]`` over regimes as ``[..., K * W]`` over expanded states ``e = j * W + r``
     (a broadcast, so that its gradient is a sum, not a scatter)."""
     return jnp.broadcast_to(x[..., None], x.shape + (W,)).reshape(x.shape[:-1] + (-1,))
+
+
+def _dense_potentials(
+    log_init: jax.Array, psi: jax.Array, K: int, p: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:class:`~coromix.distributions.MarkovChain`'s ``(log_init, log_trans, log_obs)`` over the
+    expanded states from :meth:`RegimeSwitching._terms` (batch dims in front): a move
+    ``e' -> e`` is possible when ``e``'s older regimes are ``e'``'s newer ones, and each column
+    is shifted by its best entry into ``log_obs``, so that transitions are ``<= 0``."""
+    S = log_init.shape[-1]
+    dense = jnp.where(_possible_moves(K, p), _to_expanded(psi, S // K), -jnp.inf)
+    best = jnp.max(dense, axis=-2)
+    best = jnp.where(jnp.isfinite(best), best, 0.0)
+    first = jnp.zeros(best.shape[:-2] + (1, S), dense.dtype)
+    return log_init, dense - best[..., None, :], jnp.concatenate([first, best], -2)
+
+
+def _expanded_log_likelihood(log_init: jax.Array, psi: jax.Array, num_regimes: int) -> jax.Array:
+    r"""``log sum_e exp(...)``: the forward algorithm over the expanded states, using that each
+    state has ``K`` predecessors and ``K`` successors.
+
+    With ``e' = r K + d`` (``r`` its newer ``p-1`` regimes, ``d`` the oldest) and ``e = j W + r``
+    (``W = K^(p-1)``), the only moves are ``e' -> e``; per step, scaled as in
+    :func:`coromix.markov.forward_log_likelihood` (each destination's best predecessor, then
+    the step's best destination):
+
+    .. math::
+        u_t(j, r) = \sum_d \hatlpha_{t-1}(r K + d)\, e^{\psi_t(rK + d,\, j)},\qquad
+        \hatlpha_t = u_t / 	extstyle\sum u_t,\qquad
+        \log p(y) = \log\sum e^{	ext{log\_init}} + \sum_t \log\sum u_t
+
+    ``O(K^{p+1} T)`` work instead of ``O(K^{2p} T)``; ``log_init`` ``[S]``, ``psi`` ``[T-1, S, K]``
+    (one series).  Gradients by differentiating the scan.
+    """
+    K, S = num_regimes, log_init.shape[-1]
+    W = S // K
+    top = finite_or_zero(jnp.max(log_init))
+    u0 = jnp.exp(log_init - top)
+    total0 = safe_log(jnp.sum(u0)) + top
+    if psi.shape[0] == 0:
+        return total0
+    alpha0 = safe_normalize(u0)
+    terms = psi.reshape(psi.shape[:1] + (W, K, K))  # [t, r, d, j]
+    best = finite_or_zero(jnp.max(terms, axis=2))  # [t, r, j]: each destination's best
+    B = jnp.exp(terms - best[:, :, None, :])
+    m = finite_or_zero(jnp.max(best, axis=(1, 2)))  # [t]
+    b = jnp.exp(best - m[:, None, None])
+
+    def step(carry, x):
+        alpha, total, comp = carry
+        B_t, b_t, m_t = x
+        u = jnp.sum(alpha.reshape(W, K, 1) * B_t, axis=1) * b_t  # [r, j]
+        s = jnp.sum(u)
+        alpha = (u / jnp.where(s > 0, s, jnp.ones_like(s))).T.reshape(S)
+        total, comp = kahan_add(total, comp, safe_log(s) + m_t)
+        return (alpha, total, comp), None
+
+    zero = jnp.zeros((), total0.dtype)
+    (_, total, comp), _ = jax.lax.scan(step, (alpha0, total0, zero), (B, b, m))
+    return total + comp
 
 
 class RegimeSwitching(MarkovChain):
@@ -496,21 +558,52 @@ class RegimeSwitching(MarkovChain):
         >>> log_init.shape, log_trans.shape, log_obs.shape
         ((2,), (3, 2, 2), (4, 2))
         """
-        y = self._as_mapping(value)
+        terms = self._terms(self._as_mapping(value))
+        return _dense_potentials(*terms, self.num_regimes, self.history)
+
+    def _terms(self, y: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        r"""``(log_init B + [S], psi B + [T-1, S, K])``: the first step's terms over the expanded
+        states and :math:`\psi_t(e', j)` from each expanded state ``e'`` to each regime ``j``
+        (``-inf`` where ``e'`` is unreachable), for the observed series ``y`` (a panel's batch
+        dims ``B`` in front)."""
         batch = self._value_batch(y)
         if batch == ():
-            return self._series_potentials(y, self.inputs, self.mask)
+            return self._series_terms(y, self.inputs, self.mask)
         n = int(np.prod(batch, dtype=np.int64))
         _, _, shapes = self.structure()
-        ys = {
-            k: jnp.broadcast_to(v, batch + v.shape[v.ndim - 1 - len(shapes[k].shape) :]).reshape(
-                (n,) + v.shape[v.ndim - 1 - len(shapes[k].shape) :]
-            )
-            for k, v in y.items()
-        }
+        ys = {}
+        for k, v in y.items():
+            core = v.shape[v.ndim - 1 - len(shapes[k].shape) :]
+            ys[k] = jnp.broadcast_to(v, batch + core).reshape((n,) + core)
         inputs, mask = self._series_inputs(batch)
-        out = jax.vmap(self._series_potentials)(ys, inputs, mask)
+        out = jax.vmap(self._series_terms)(ys, inputs, mask)
         return tuple(x.reshape(batch + x.shape[1:]) for x in out)
+
+    def log_prob(self, value: Any) -> jax.Array:
+        r"""``log p(y)`` with all regime paths summed out; one value per series of a panel.
+
+        With ``history=1``, or the parallel-in-time kernels, the forward algorithm of
+        :class:`~coromix.distributions.MarkovChain` (custom VJP); otherwise a forward filter
+        over the expanded states that uses their sparsity, :math:`O(K^{p+1} T)` work
+        (:func:`_expanded_log_likelihood`), differentiated through its scan.
+
+        >>> import jax.numpy as jnp
+        >>> from coromix.distributions import Categorical, Normal, RegimeSwitching
+        >>> def step(prev, inputs):
+        ...     s = yield Categorical(probs=jnp.array([0.5, 0.5]) if not prev
+        ...                           else jnp.array([[0.9, 0.1], [0.2, 0.8]])[prev[0].s])
+        ...     y = yield Normal(jnp.array([0.0, 3.0])[s], 1.0)
+        >>> RegimeSwitching(step, 4, history=2).log_prob(jnp.array([0.1, -0.3, 2.9, 3.2]))
+        Array(-7.0481, dtype=float32)
+        """
+        if self.history == 1 or self._use_parallel():
+            return super().log_prob(value)
+        log_init, psi = self._terms(self._as_observations(value))
+        batch = log_init.shape[:-1]
+        fn = partial(_expanded_log_likelihood, num_regimes=self.num_regimes)
+        for _ in batch:
+            fn = jax.vmap(fn)
+        return fn(log_init, psi)
 
     def _check_regimes(self, k: int, m: int) -> None:
         regime_name, K, _ = self.structure()
@@ -562,8 +655,8 @@ class RegimeSwitching(MarkovChain):
             rows.append(jnp.stack(jnp.broadcast_arrays(*row), -1))
         return jnp.stack(rows, -2)
 
-    def _series_potentials(self, y: dict[str, jax.Array], inputs: Any, mask: Any):
-        """The potentials of one series: ``y`` name -> ``[T, ...]``, ``inputs`` leaves
+    def _series_terms(self, y: dict[str, jax.Array], inputs: Any, mask: Any):
+        """``(log_init [S], psi [T-1, S, K])`` of one series: ``y`` name -> ``[T, ...]``, ``inputs`` leaves
         ``[T, ...]``, ``mask`` ``[T]`` or ``None``."""
         _, K, _ = self.structure()
         T, p = self.num_steps, self.history
@@ -595,7 +688,7 @@ class RegimeSwitching(MarkovChain):
             [phi0[:, None], jnp.broadcast_to(impossible, (K, W - 1))], 1
         ).reshape(S)
         if T == 1:
-            return log_init, jnp.zeros((0, S, S), phi0.dtype), jnp.zeros((1, S), phi0.dtype)
+            return log_init, jnp.zeros((0, S, K), phi0.dtype)
 
         psi = []
         for t in range(1, min(p, T)):  # the first steps see fewer than p previous regimes
@@ -604,14 +697,7 @@ class RegimeSwitching(MarkovChain):
             psi.append(jnp.concatenate([terms[:, None], pad], 1).reshape(1, S, K))
         if T > p:  # steps p..T-1: vmapped over time
             psi.append(self._step_terms(p, *at(slice(p, T)), over_time=True).astype(phi0.dtype))
-        psi_sparse = jnp.concatenate(psi)  # [T-1, S, K]: from e_{t-1}, to regime s_t
-
-        # e' -> e is possible when e's older regimes are e''s newer ones
-        dense = jnp.where(_possible_moves(K, p), _to_expanded(psi_sparse, W), -jnp.inf)
-        best = jnp.max(dense, axis=-2)
-        best = jnp.where(jnp.isfinite(best), best, 0.0)
-        log_obs = jnp.concatenate([jnp.zeros((1, S), dense.dtype), best], 0)
-        return log_init, dense - best[:, None, :], log_obs
+        return log_init, jnp.concatenate(psi)  # [T-1, S, K]: from e_{t-1}, to regime s_t
 
     # --- posteriors of the current regime -----------------------------------------------------
     def _current(self, probs: jax.Array) -> jax.Array:

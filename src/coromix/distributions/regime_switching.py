@@ -31,11 +31,13 @@ observations::
     phi_0(j)   = log p(s_0 = j | inputs_0) + log p(y_0 | s_0 = j, inputs_0)
     psi_t(., j) = log p(s_t = j | prev, inputs_t) + log p(y_t | s_t = j, prev, inputs_t)
 
-Each ``psi_t`` depends on ``(s_{t-p}, ..., s_t)`` only: it is computed for all ``t >= p`` at once
-(the step vmapped over time) once per such combination, ``K^(p+1)`` traced runs, and the first
-``p`` steps (shorter ``prev``) once per combination of the regimes they see.  A move from ``e_{t-1}``
-to ``e_t`` is possible only when they agree on ``s_{t-1}, ..., s_{t-p+1}``: the chain over expanded
-states has ``K`` successors per state, and impossible moves get ``-inf``.
+Each ``psi_t`` depends on ``(s_{t-p}, ..., s_t)`` only: it is computed for all ``t >= p`` and all
+``K^(p+1)`` such combinations by ONE run of the step vmapped over both (the regimes traced), or,
+when the step needs concrete regimes (Python ``if`` on them), by one run per combination vmapped
+over time; the first ``p`` steps (shorter ``prev``) likewise over the regimes they see.  A move from
+``e_{t-1}`` to ``e_t`` is possible only when they agree on ``s_{t-1}, ..., s_{t-p+1}``: each
+expanded state has ``K`` successors.  ``log_prob`` uses that (``O(K^(p+1) T)``); the posterior,
+Viterbi and FFBS run on the dense ``K^p x K^p`` chain with ``-inf`` for impossible moves.
 
 ``mask`` (bool, rightmost dim ``num_steps``, ``True`` = missing) leaves a step's observation terms
 out of the likelihood; its regime is still scored.  A later step that reads a masked observation

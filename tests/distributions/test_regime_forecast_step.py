@@ -229,3 +229,25 @@ def test_predictive_intervals_cover_90_percent_of_simulated_futures(x64):
     covered = coverage(2000)
     print("coverage per horizon:", covered)
     assert np.all((covered >= 0.88) & (covered <= 0.92)), covered
+
+
+def test_forecast_of_several_observations_per_step(x64):
+    """A step yielding two observations: ``observations`` is a mapping name -> ``[h]``; with the
+    second regime's mean far away, the drawn observations follow the drawn regimes."""
+
+    def step(prev, inputs):
+        s = yield tfd.Categorical(
+            probs=jnp.array([0.5, 0.5]) if not prev else jnp.asarray(P)[prev[0].s]
+        )
+        a = yield tfd.Normal(jnp.array([0.0, 100.0])[s], 1.0)
+        b = yield tfd.Normal(0.5 * a, 1.0)
+
+    d = RegimeSwitching(step, 5, history=2)
+    value, regimes = d.sample_with_regimes(seed=0)
+    assert set(value) == {"a", "b"} and value["a"].shape == (5,)
+    f = d.forecast(value, 3, seed=1)
+    assert set(f.observations) == {"a", "b"} and f.observations["b"].shape == (3,)
+    np.testing.assert_allclose(f.observations["a"], 100.0 * np.asarray(f.regimes), atol=6.0)
+    filtered = np.eye(2)[int(regimes[-1])]  # the last regime is certain from its observation
+    expected = np.stack([filtered @ np.linalg.matrix_power(P, j) for j in range(1, 4)])
+    np.testing.assert_allclose(f.probs, expected, atol=1e-10)

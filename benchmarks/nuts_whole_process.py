@@ -41,6 +41,18 @@ Models (the same density in all three):
     cluster at y ~ 8.9 and wide states elsewhere) at tree depth 10, with min ESS ~5 and R-hat ~2:
     a timing of that measures nothing useful.
 
+Real sizes (issue 14; ``--models hmm_2000 hmm_10000 gmm_100000``; simulated data, 4 x (500 + 500)
+unless ``--draws``):
+
+(c) ``hmm_2000``, ``hmm_10000``: the HMM of (b) on T = 2000 (10 000) steps simulated with seed 0 from
+    3 sticky states (``HMM_TRUTH``: A = 0.9 on the diagonal, mu = (-5, 0, 5), sigma = (1, 1.5, 1));
+    all libraries start at :func:`hmm_init`.  Issue 14's target at T = 2000: coromix >= 5x
+    NumPyro's min ESS/s (median of 2: ``--repeats 2``).
+(d) ``gmm_100000``: a plated 3-component GMM on N = 1e5 points simulated with seed 0
+    (``GMM_TRUTH``): w ~ Dirichlet(1, 1, 1), mu ordered with Normal(0, 10) priors, sigma_k ~
+    HalfNormal(5), the component per point summed out (coromix: a batch-shaped Categorical;
+    NumPyro: ``z`` enumerated in a plate).  All start at :func:`gmm_init`.  Target: >= 1.0x NumPyro.
+
 ESS: the smallest bulk ESS (``arviz.ess``) over all parameter elements, on the constrained draws
 under the same names and shapes in all three; "ESS/s" divides it by the whole-process seconds.  The
 ratios printed at the end are coromix ESS/s over NumPyro ESS/s (> 1: coromix is faster per
@@ -50,7 +62,20 @@ plain BlackJAX: 1 means none, < 1 an overhead).  ``coromix_uniform`` is coromix 
 is what the default search for the dominant mode costs in whole-process time (on the mixture; the
 HMM rows all start at ``hmm_init``).
 
-Run: .venv/bin/python benchmarks/nuts_whole_process.py [--quick] [--repeats N]
+Run (NumPyro's fits need numpyro and funsor: ``pip install -e '.[bench]'``, or point
+``--numpyro-python`` at an interpreter that has them):
+
+    .venv/bin/python benchmarks/nuts_whole_process.py [--quick] [--repeats N]
+    python benchmarks/nuts_whole_process.py --models hmm_2000 hmm_10000 --repeats 2 \
+        --libraries coromix numpyro jax_reference
+    python benchmarks/nuts_whole_process.py --models gmm_100000 --libraries coromix numpyro
+    python benchmarks/nuts_whole_process.py --models low_dim_gauss_mix --repeats 3 \
+        --libraries coromix jax_reference            # the small model against the floor script
+
+``--draws 100 100`` for a check that everything runs; ``--chain-method parallel`` with
+``XLA_FLAGS=--xla_force_host_platform_device_count=2`` for chains split over host devices
+(``benchmarks/chain_layout.py`` compares the two).  On a loaded machine the absolute times
+inflate; the ratios within one run (processes interleaved) are what to read.
 """
 
 from __future__ import annotations
@@ -67,12 +92,73 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "posteriordb"
-MODELS = ("low_dim_gauss_mix", "hmm_gaussian")
+MODELS = ("low_dim_gauss_mix", "hmm_gaussian", "hmm_2000", "hmm_10000", "gmm_100000")
+DEFAULT_MODELS = ("low_dim_gauss_mix", "hmm_gaussian")
+# real sizes (issue 14): simulated data, 4 x (500 + 500) unless --draws says otherwise
+SIMULATED = {"hmm_2000": 2000, "hmm_10000": 10_000, "gmm_100000": 100_000}
 LIBRARIES = ("coromix", "numpyro", "jax_reference", "coromix_uniform")
 NUM_CHAINS = 4
 K_HMM = 3
 MU_PRIOR_SCALE_HMM = 20.0
 SIGMA_PRIOR_SCALE_HMM = 5.0
+# the simulated HMM: 3 states, sticky transitions, well separated means (seed 0)
+HMM_TRUTH = {
+    "pi1": (1 / 3, 1 / 3, 1 / 3),
+    "A": ((0.90, 0.05, 0.05), (0.05, 0.90, 0.05), (0.05, 0.05, 0.90)),
+    "mu": (-5.0, 0.0, 5.0),
+    "sigma": (1.0, 1.5, 1.0),
+}
+# the simulated GMM: 3 components, its own priors (seed 0)
+K_GMM = 3
+GMM_TRUTH = {"w": (0.3, 0.45, 0.25), "mu": (-4.0, 0.0, 5.0), "sigma": (1.0, 1.5, 0.8)}
+MU_PRIOR_SCALE_GMM = 10.0
+SIGMA_PRIOR_SCALE_GMM = 5.0
+
+
+def family(model: str) -> str:
+    """``"mix2"`` (low_dim_gauss_mix), ``"hmm"`` (any 3-state HMM) or ``"gmm"`` (3 components)."""
+    if model.startswith("hmm"):
+        return "hmm"
+    return "gmm" if model.startswith("gmm") else "mix2"
+
+
+def simulate(model: str):
+    """The simulated data of a real-size model, from its known parameters with seed 0."""
+    import numpy as np
+
+    n = SIMULATED[model]
+    rng = np.random.default_rng(0)
+    if family(model) == "gmm":
+        z = rng.choice(K_GMM, size=n, p=GMM_TRUTH["w"])
+        y = rng.normal(np.take(GMM_TRUTH["mu"], z), np.take(GMM_TRUTH["sigma"], z))
+        return y.astype(np.float32)
+    A = np.asarray(HMM_TRUTH["A"])
+    z = np.empty(n, np.int64)
+    z[0] = rng.choice(K_HMM, p=HMM_TRUTH["pi1"])
+    u = rng.random(n)
+    cum = np.cumsum(A, axis=1)
+    for t in range(1, n):
+        z[t] = min(int(np.searchsorted(cum[z[t - 1]], u[t])), K_HMM - 1)
+    y = rng.normal(np.take(HMM_TRUTH["mu"], z), np.take(HMM_TRUTH["sigma"], z))
+    return y.astype(np.float32)
+
+
+def gmm_init(y) -> dict:
+    """The common start of the GMM fits: equal weights, mu at the 1/6, 1/2, 5/6 quantiles of y,
+    sigma = sd(y)/3 (the HMM's rule)."""
+    import numpy as np
+
+    y = np.asarray(y, np.float64)
+    return {
+        "w": np.full(K_GMM, 1.0 / K_GMM, np.float32),
+        "mu": np.quantile(y, (np.arange(K_GMM) + 0.5) / K_GMM).astype(np.float32),
+        "sigma": np.full(K_GMM, y.std() / K_GMM, np.float32),
+    }
+
+
+def common_init(model: str, y):
+    """The data-derived start shared by all libraries (None: each library's default)."""
+    return {"hmm": hmm_init, "gmm": gmm_init}.get(family(model), lambda y: None)(y)
 
 
 def hmm_init(y) -> dict:
@@ -91,6 +177,8 @@ def hmm_init(y) -> dict:
 def load_data(model: str):
     import numpy as np
 
+    if model in SIMULATED:
+        return simulate(model)
     name = {
         "low_dim_gauss_mix": "low_dim_gauss_mix.data.json",
         "hmm_gaussian": "hmm_gaussian_simulated.data.json",
@@ -118,6 +206,17 @@ def coromix_model(model: str, n: int):
             y = yield tfd.Normal(mu[z], sigma[z])
 
         return gauss_mix
+
+    if family(model) == "gmm":
+
+        def gmm():
+            w = yield tfd.Dirichlet(jnp.ones(K_GMM))
+            mu = yield tfd.Ordered(tfd.Normal(jnp.zeros(K_GMM), MU_PRIOR_SCALE_GMM))
+            sigma = yield tfd.HalfNormal(SIGMA_PRIOR_SCALE_GMM * jnp.ones(K_GMM))
+            z = yield tfd.Categorical(probs=jnp.broadcast_to(w, (n, K_GMM)))
+            y = yield tfd.Normal(mu[z], sigma[z])
+
+        return gmm
 
     def hmm_gaussian():
         pi1 = yield tfd.Dirichlet(jnp.ones(K_HMM))
@@ -160,6 +259,22 @@ def numpyro_model(model: str):
 
         return gauss_mix
 
+    if family(model) == "gmm":
+
+        def gmm(y):
+            w = jnp.asarray(numpyro.sample("w", dist.Dirichlet(jnp.ones(K_GMM))))
+            mu = jnp.asarray(ordered_normal("mu", K_GMM, MU_PRIOR_SCALE_GMM))
+            sigma = jnp.asarray(
+                numpyro.sample(
+                    "sigma", dist.HalfNormal(SIGMA_PRIOR_SCALE_GMM * jnp.ones(K_GMM)).to_event(1)
+                )
+            )
+            with numpyro.plate("data", y.shape[0]):
+                z = numpyro.sample("z", dist.Categorical(w), infer={"enumerate": "parallel"})
+                numpyro.sample("y", dist.Normal(mu[z], sigma[z]), obs=y)
+
+        return gmm
+
     from numpyro.contrib.control_flow import scan
 
     def hmm_gaussian(y):
@@ -189,6 +304,9 @@ def numpyro_model(model: str):
 NUMPYRO_FORM = {
     "low_dim_gauss_mix": "z enumerated in a plate (infer enumerate=parallel)",
     "hmm_gaussian": "z enumerated inside contrib.control_flow.scan; both from hmm_init",
+    "hmm_2000": "z enumerated inside contrib.control_flow.scan; both from hmm_init",
+    "hmm_10000": "z enumerated inside contrib.control_flow.scan; both from hmm_init",
+    "gmm_100000": "z enumerated in a plate; both from gmm_init",
 }
 
 
@@ -246,7 +364,8 @@ def _stick_breaking_inverse(x):
 def jax_reference_model(model: str, y):
     """``(log_density(q), constrain(q) -> (values, log_jac), log_joint(values), init(key))`` for
     :func:`fit_jax_reference`: ``log_density = log_joint(constrain(q)) + log_jac``.  ``init`` gives
-    4 starting points: uniform(-2, 2) for the mixture, :func:`hmm_init` mapped to q for the HMM."""
+    4 starting points: uniform(-2, 2) for the mixture, :func:`hmm_init` (:func:`gmm_init`) mapped
+    to q for the HMMs (the GMM)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -277,6 +396,37 @@ def jax_reference_model(model: str, y):
 
         def init(key):
             return jax.random.uniform(key, (NUM_CHAINS, 5), jnp.float32, -2.0, 2.0)
+    elif family(model) == "gmm":
+        K = K_GMM
+
+        def constrain(q):  # q = (w: K-1 stick-breaking, mu: K ordered, log sigma: K)
+            w, jac_w = _stick_breaking(q[: K - 1])
+            mu, jac_mu = _ordered(q[K - 1 : 2 * K - 1])
+            sigma = jnp.exp(q[2 * K - 1 :])
+            return {"w": w, "mu": mu, "sigma": sigma}, jac_w + jac_mu + jnp.sum(q[2 * K - 1 :])
+
+        def log_joint(v):
+            mu, sigma = v["mu"], v["sigma"]
+            prior = (
+                math.lgamma(K)
+                + jnp.sum(_normal_lp(mu, 0.0, MU_PRIOR_SCALE_GMM))
+                + jnp.sum(_half_normal_lp(sigma, SIGMA_PRIOR_SCALE_GMM))
+            )
+            like = jax.nn.logsumexp(jnp.log(v["w"]) + _normal_lp(y[:, None], mu, sigma), axis=-1)
+            return prior + jnp.sum(like)
+
+        start = gmm_init(np.asarray(y))
+        q0 = np.concatenate(
+            [
+                _stick_breaking_inverse(start["w"]),
+                start["mu"][:1],
+                np.log(np.diff(start["mu"])),
+                np.log(start["sigma"]),
+            ]
+        ).astype(np.float32)
+
+        def init(key):
+            return jnp.broadcast_to(jnp.asarray(q0), (NUM_CHAINS, q0.size))
     else:
         K = K_HMM
 
@@ -329,14 +479,21 @@ def jax_reference_model(model: str, y):
 
 # --- one fit per process ----------------------------------------------------------------------
 def fit_coromix(
-    model: str, y, num_warmup: int, num_samples: int, seed: int, start_method: str | None = None
+    model: str,
+    y,
+    num_warmup: int,
+    num_samples: int,
+    seed: int,
+    start_method: str | None = None,
+    chain_method: str = "vectorized",
 ):
     import jax.numpy as jnp
 
     import coromix as cm
 
     start = time.perf_counter()
-    init = hmm_init(y) if model == "hmm_gaussian" else start_method
+    init = common_init(model, y)
+    init = start_method if init is None else init
     post = cm.nuts(
         coromix_model(model, len(y)),
         observed={"y": jnp.asarray(y)},
@@ -345,15 +502,18 @@ def fit_coromix(
         num_samples=num_samples,
         seed=seed,
         progress=False,
-        chain_method="vectorized",
+        chain_method=chain_method,
         init=init,
     )
     samples = {k: v for k, v in post.samples.items()}
     fit = time.perf_counter() - start
-    return fit, samples, post.num_divergences, {"coromix": cm.__version__}
+    phases = {k: float(post.attrs[k]) for k in ("compile_time", "sampling_time")}
+    return fit, samples, post.num_divergences, {"coromix": cm.__version__}, phases
 
 
-def fit_numpyro(model: str, y, num_warmup: int, num_samples: int, seed: int):
+def fit_numpyro(
+    model: str, y, num_warmup: int, num_samples: int, seed: int, chain_method: str = "vectorized"
+):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -361,13 +521,14 @@ def fit_numpyro(model: str, y, num_warmup: int, num_samples: int, seed: int):
     from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 
     start = time.perf_counter()
-    init = init_to_value(values=hmm_init(y)) if model == "hmm_gaussian" else init_to_uniform
+    values = common_init(model, y)
+    init = init_to_uniform if values is None else init_to_value(values=values)
     mcmc = MCMC(
         NUTS(numpyro_model(model), init_strategy=init),
         num_warmup=num_warmup,
         num_samples=num_samples,
         num_chains=NUM_CHAINS,
-        chain_method="vectorized",
+        chain_method=chain_method,
         progress_bar=False,
     )
     mcmc.run(jax.random.PRNGKey(seed), jnp.asarray(y), extra_fields=("diverging",))
@@ -375,10 +536,15 @@ def fit_numpyro(model: str, y, num_warmup: int, num_samples: int, seed: int):
     diverging = mcmc.get_extra_fields(group_by_chain=True)["diverging"]
     fit = time.perf_counter() - start
     samples = {k: np.asarray(v) for k, v in samples.items()}
-    return fit, samples, int(np.sum(np.asarray(diverging))), {"numpyro": numpyro.__version__}
+    versions = {"numpyro": numpyro.__version__}
+    return fit, samples, int(np.sum(np.asarray(diverging))), versions, {}
 
 
-def fit_jax_reference(model: str, y, num_warmup: int, num_samples: int, seed: int):
+def fit_jax_reference(
+    model: str, y, num_warmup: int, num_samples: int, seed: int, chain_method: str = "vectorized"
+):
+    if chain_method != "vectorized":
+        raise SystemExit("jax_reference runs its chains vectorized only")
     import blackjax
     import jax
     import numpy as np
@@ -414,7 +580,8 @@ def fit_jax_reference(model: str, y, num_warmup: int, num_samples: int, seed: in
     draws = jax.block_until_ready(draws)
     fit = time.perf_counter() - start
     samples = {k: np.asarray(v) for k, v in draws.items()}
-    return fit, samples, int(np.sum(np.asarray(diverging))), {"blackjax": blackjax.__version__}
+    versions = {"blackjax": blackjax.__version__}
+    return fit, samples, int(np.sum(np.asarray(diverging))), versions, {}
 
 
 def worker(args) -> None:
@@ -425,10 +592,10 @@ def worker(args) -> None:
         "coromix": fit_coromix,
         "numpyro": fit_numpyro,
         "jax_reference": fit_jax_reference,
-        "coromix_uniform": lambda *a: fit_coromix(*a, start_method="uniform"),
+        "coromix_uniform": lambda *a, **k: fit_coromix(*a, start_method="uniform", **k),
     }[args.library]
-    fit_seconds, samples, divergences, versions = fit(
-        args.model, y, args.warmup, args.samples, args.seed
+    fit_seconds, samples, divergences, versions, phases = fit(
+        args.model, y, args.warmup, args.samples, args.seed, chain_method=args.chain_method
     )
     import arviz as az
     import jax
@@ -441,6 +608,7 @@ def worker(args) -> None:
                 "model": args.model,
                 "library": args.library,
                 "fit_seconds": fit_seconds,
+                **phases,
                 "min_bulk_ess": min_ess,
                 "divergences": divergences,
                 "means": {
@@ -449,15 +617,33 @@ def worker(args) -> None:
                 },
                 "versions": {**versions, "jax": jax.__version__},
                 "backend": jax.default_backend(),
+                "devices": jax.local_device_count(),
             }
         )
     )
 
 
 # --- the parent: spawn, time, tabulate --------------------------------------------------------
-def run_one(model: str, library: str, warmup: int, samples: int, seed: int) -> dict:
+def run_one(
+    model: str,
+    library: str,
+    warmup: int,
+    samples: int,
+    seed: int,
+    *,
+    python: str | None = None,
+    chain_method: str = "vectorized",
+    host_devices: int | None = None,
+) -> dict:
+    """One fit in a fresh process (``python``, default this interpreter), timed from outside.
+
+    ``host_devices``: run it with ``XLA_FLAGS=--xla_force_host_platform_device_count=n``."""
+    env = dict(os.environ)
+    if host_devices is not None:
+        flags = env.get("XLA_FLAGS", "")
+        env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={host_devices}".strip()
     command = [
-        sys.executable,
+        python or sys.executable,
         str(Path(__file__).resolve()),
         "--worker",
         "--model",
@@ -470,9 +656,11 @@ def run_one(model: str, library: str, warmup: int, samples: int, seed: int) -> d
         str(samples),
         "--seed",
         str(seed),
+        "--chain-method",
+        chain_method,
     ]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     total = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(
@@ -507,7 +695,23 @@ def main() -> None:
         default=1,
         help="processes per (model, library); the table shows the median",
     )
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=MODELS)
+    parser.add_argument(
+        "--draws",
+        nargs=2,
+        type=int,
+        metavar=("WARMUP", "SAMPLES"),
+        help="per chain, for every model (default: 1000 + 1000, or 500 + 500 with --quick and "
+        "for the real-size models hmm_2000, hmm_10000, gmm_100000)",
+    )
+    parser.add_argument(
+        "--numpyro-python",
+        default=sys.executable,
+        help="the interpreter for the NumPyro fits (one with numpyro and funsor installed)",
+    )
+    parser.add_argument(
+        "--chain-method", default="vectorized", choices=("vectorized", "parallel", "auto")
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=LIBRARIES)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -522,11 +726,17 @@ def main() -> None:
 
     import statistics
 
-    warmup = samples = 500 if args.quick else 1000
+    def draws_of(model):
+        if args.draws:
+            return tuple(args.draws)
+        return (500, 500) if args.quick or model in SIMULATED else (1000, 1000)
+
     load_before = os.getloadavg()
     print(
-        f"{NUM_CHAINS} chains x ({warmup} warmup + {samples} draws), chains vectorized in one "
-        f"process; each fit a fresh process; {args.repeats} process(es) per cell"
+        f"{NUM_CHAINS} chains x (warmup + draws): "
+        + ", ".join(f"{m} {'+'.join(map(str, draws_of(m)))}" for m in args.models)
+        + f"; chain_method {args.chain_method}; each fit a fresh process; {args.repeats} "
+        f"process(es) per cell"
     )
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python "
@@ -538,7 +748,15 @@ def main() -> None:
         for r in range(args.repeats):
             order = args.libraries if r % 2 == 0 else args.libraries[::-1]
             for library in order:
-                res = run_one(model, library, warmup, samples, args.seed + r)
+                python = args.numpyro_python if library == "numpyro" else None
+                res = run_one(
+                    model,
+                    library,
+                    *draws_of(model),
+                    args.seed + r,
+                    python=python,
+                    chain_method=args.chain_method,
+                )
                 results.setdefault((model, library), []).append(res)
                 print(
                     f"  done: {model:<18} {library:<13} {res['total_seconds']:7.1f} s "

@@ -15,14 +15,13 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from coromix import enumerate as enum
 from coromix import runner, scoring
 from coromix.pinned import PinnedModel
 from coromix.runner import Values
-from coromix.utils import as_key, as_shape
+from coromix.utils import as_key, as_shape, is_concrete
 
 # ``JointDistributionCoroutine._call``: a method whose model needs concrete values runs eagerly.
 _EAGER = object()
@@ -31,9 +30,10 @@ _EAGER = object()
 def _has_nan(tree: Any) -> bool:
     """A NaN among the concrete floating-point leaves of ``tree``."""
     for leaf in jax.tree_util.tree_leaves(tree):
-        if isinstance(leaf, jax.core.Tracer) or not hasattr(leaf, "dtype"):
+        # NumPy, not jax.numpy: under an outer trace jnp would stage even a concrete leaf
+        if not is_concrete(leaf) or not hasattr(leaf, "dtype"):
             continue
-        if jnp.issubdtype(leaf.dtype, jnp.inexact) and bool(jnp.any(jnp.isnan(leaf))):
+        if jax.dtypes.issubdtype(leaf.dtype, np.inexact) and np.isnan(np.asarray(leaf)).any():
             return True
     return False
 
@@ -42,10 +42,11 @@ def _all_finite(tree: Any) -> bool:
     """No NaN or infinity among the floating-point leaves of ``tree`` (traced leaves, under an
     outer transformation, cannot be looked at and count as finite)."""
     for leaf in jax.tree_util.tree_leaves(tree):
-        if isinstance(leaf, jax.core.Tracer):
+        if not is_concrete(leaf) or not hasattr(leaf, "dtype"):
             continue
-        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) and not bool(
-            jnp.all(jnp.isfinite(leaf))
+        if (
+            jax.dtypes.issubdtype(leaf.dtype, np.inexact)
+            and not np.isfinite(np.asarray(leaf)).all()
         ):
             return False
     return True

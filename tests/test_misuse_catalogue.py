@@ -674,19 +674,20 @@ MODELS = [
     case(
         lambda: fresh_normal().sample(value={"mu": "abc"}),
         TypeError,
-        r"'mu'.*must be a number",
+        r"value for 'mu' in sample\(value=...\) must be a number or an array of numbers; got "
+        r"str 'abc'",
         id="sample-value-string",
     ),
     case(
         lambda: fresh_normal().log_prob(mu=0.0, s=1.0, x="abc"),
         TypeError,
-        r"'x'.*must be a number",
+        r"value for 'x' must be a number or an array of numbers; got str 'abc'",
         id="log-prob-string",
     ),
     case(
         lambda: fresh_normal().sample(3, value={"x": np.zeros(4)}),
         ValueError,
-        r"value for 'x' has shape \(4,\); expected shape \(5,\)",
+        r"sample\(value=...\): value for 'x' has shape \(4,\); expected shape \(5,\)",
         id="sample-value-shape",
     ),
     case(
@@ -1050,7 +1051,7 @@ INFERENCE = [
     case(
         lambda: cm.nuts(normal_model, [0.0, 1.0, 2.0], progress=False),
         TypeError,
-        r"observed must be a mapping",
+        r"observed must be a mapping of variable names to values, e.g. \{'y': data\}; got list",
         id="nuts-observed-not-a-mapping",
     ),
     case(

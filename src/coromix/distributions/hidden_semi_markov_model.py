@@ -462,7 +462,7 @@ def _posterior_sample(
     n = int(np.prod(batch, dtype=np.int64))
     keys = jax.random.split(key, n).reshape(batch)
     draws = map_over_batch(
-        lambda k, *a: kernels._posterior_sample(k, *a, sample_shape),
+        lambda k, *a: kernels.posterior_sample(k, *a, sample_shape),
         (keys,) + args,
         (0,) + cores,
         batch,

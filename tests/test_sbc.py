@@ -296,7 +296,7 @@ class Spec:
 
 MODELS = {
     "seed_mixture": Spec(
-        seed_mixture, "observed_data", ("mu1", "mu2", "sigma"), 200, {"target_accept": 0.95}
+        seed_mixture, "observed_data", ("mu1", "mu2", "sigma"), 400, {"target_accept": 0.95}
     ),
     "seed_hierarchical": Spec(
         seed_hierarchical,
@@ -313,7 +313,7 @@ MODELS = {
         {"target_accept": 0.95},
     ),
     "seed_dynamic": Spec(seed_dynamic, "series", ("mu1", "mu2", "sigma"), 200),
-    "gmm": Spec(lambda: gmm_model, "y", ("w", "mu", "sigma"), 200),
+    "gmm": Spec(lambda: gmm_model, "y", ("w", "mu", "sigma"), 500),
     "hmm": Spec(lambda: hmm_model, "y", ("A", "mu", "sigma"), 300),
     "msar": Spec(msar, "y", ("stay", "mu", "phi", "sigma"), 200),
     "hsmm": Spec(lambda: hsmm_model, "y", ("rate", "mu", "sigma"), 200),

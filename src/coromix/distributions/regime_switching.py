@@ -278,7 +278,8 @@ class RegimeSwitching(MarkovChain):
     ``posterior_marginals`` (a ``Categorical`` with ``probs`` ``B + [T, K]`` over the current
     regime, whatever ``history``), :meth:`posterior_mode` and :meth:`posterior_sample` (current
     regime paths ``int32 B + [T]``) come from there.  The batch shape is that of ``inputs`` and
-    ``mask`` (``()`` without panels); the step runs eagerly, not under a jit of its own.
+    ``mask`` (``()`` without panels).  These methods are compiled (the step is static in the
+    distribution's pytree): run op by op, the vmapped runs of the step took seconds per call.
 
     A switching mean, the same chain as the ``HiddenMarkovModel`` examples:
 
@@ -312,7 +313,7 @@ class RegimeSwitching(MarkovChain):
     parameter_names = ("inputs", "mask")
     static_names = ("step", "num_steps", "history", "parallel")
     time_varying_transition: ClassVar[bool] = True  # psi_t(i, j) differs per step
-    _jit_methods: ClassVar[bool] = False  # the user's step runs eagerly, K^(p+1) vmapped runs
+    _jit_methods: ClassVar[bool] = True  # eager, a padded panel's log_prob took 24.6 s, jitted 5.2
 
     def __init__(
         self,

@@ -63,26 +63,6 @@ def elementwise(dist: Distribution) -> Distribution:
     return _base_for_plate(dist) or dist
 
 
-def _enumerated_log_prob(dist: Distribution) -> jax.Array:
-    """``dist.enumerate_log_prob()``: the log-probability of every support value, ``(K,) + batch``.
-
-    A Categorical's K axis is moved to the front *before* the log, not after it: with ``probs``
-    broadcast from one vector (``jnp.broadcast_to(w, (N, K))``, the usual mixture), the gradient
-    with respect to ``w`` is then a sum of the ``(K, N)`` cotangent along N, where moving the axis
-    after the log made XLA write a transposed ``(N, K)`` copy of it and read that again (one extra
-    pass over N x K in every gradient; seen in the optimized HLO of the plated GMM at N = 1e6).
-    """
-    from coromix.distributions.categorical import Categorical
-
-    if type(dist) is Categorical:
-        kind = getattr(dist, "_kind", None)
-        if kind == "probs":
-            return jnp.log(jnp.moveaxis(dist.probs, -1, 0))
-        if kind == "logits":
-            return jax.nn.log_softmax(jnp.moveaxis(dist.logits, -1, 0), axis=0)
-    return dist.enumerate_log_prob()
-
-
 def is_path_site(dist: Distribution) -> bool:
     """A single finite discrete choice (shape ``()``): enumerated as paths, so ``if`` on it works."""
     return (
@@ -247,7 +227,7 @@ class PlateEnumerator:
         self._parent.append(j)
         for d in deps:
             self._union(j, d)
-        term = _enumerated_log_prob(elementwise(dist))
+        term = elementwise(dist).enumerate_log_prob()
         term = term.reshape(term.shape[:1] + (1,) * (j + rank + 1 - term.ndim) + term.shape[1:])
         self.add(name, term)
         return value

@@ -118,7 +118,21 @@ class Categorical(Distribution):
         return jnp.log(self._param)
 
     def enumerate_log_prob(self) -> jax.Array:
-        return jnp.moveaxis(self._log_probs(), -1, 0)
+        """``log p(k)`` for every category, ``(K,) + batch_shape``.
+
+        The K axis moves to the front *before* the log, not after it: with ``probs`` broadcast
+        from one vector (``jnp.broadcast_to(w, (N, K))``, the usual mixture), the gradient with
+        respect to ``w`` is then a sum of the ``(K, N)`` cotangent along N, where moving the axis
+        after the log made XLA write a transposed ``(N, K)`` copy of it and read that again (one
+        extra pass over N x K in every gradient; seen in the optimized HLO at N = 1e6).
+
+        >>> Categorical(probs=jnp.array([[0.25, 0.75]])).enumerate_log_prob().shape
+        (2, 1)
+        """
+        param = jnp.moveaxis(self._param, -1, 0)
+        if self._kind == "probs":
+            return jnp.log(param)
+        return jax.nn.log_softmax(param, axis=0)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
         self._check_value(value)

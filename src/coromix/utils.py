@@ -94,8 +94,10 @@ def is_concrete(x: Any) -> bool:
     jit/vmap/grad, nor an array spread over other processes' devices (multi-host data).
 
     >>> import jax.numpy as jnp
-    >>> is_concrete(jnp.ones(3)), jax.jit(lambda x: is_concrete(x))(1.0)
-    (True, False)
+    >>> seen = []
+    >>> _ = jax.jit(lambda x: seen.append(is_concrete(x)) or x)(1.0)
+    >>> is_concrete(jnp.ones(3)), seen
+    (True, [False])
     """
     if isinstance(x, jax.core.Tracer):
         return False

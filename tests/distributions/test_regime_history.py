@@ -106,7 +106,14 @@ def brute_force(y, K, p, regime_only_first):
 
 @pytest.mark.parametrize(
     "K, p, T, regime_only_first",
-    [(2, 3, 8, 0), (2, 3, 8, 2), (3, 2, 6, 1), (2, 4, 7, 4), (2, 4, 3, 1)],
+    [
+        (2, 3, 8, 2),
+        (2, 4, 3, 1),  # T < p
+        # the larger cases (10-16 s each in the default suite) in the slow suite
+        pytest.param(2, 3, 8, 0, marks=pytest.mark.slow),
+        pytest.param(3, 2, 6, 1, marks=pytest.mark.slow),
+        pytest.param(2, 4, 7, 4, marks=pytest.mark.slow),
+    ],
 )
 def test_history_equals_brute_force(x64, K, p, T, regime_only_first):
     """Log-likelihood, current-regime marginals, Viterbi path and FFBS draws; the first
@@ -447,6 +454,7 @@ def test_sparse_forward_filter_equals_the_dense_chain(x64):
     np.testing.assert_allclose(grad(0.3, False), grad(0.3, True), rtol=1e-10)
 
 
+@pytest.mark.slow  # T = 20000 in both precisions (about 13 s)
 def test_float32_history_2_stays_exact_on_a_long_series():
     """The sparse filter's per-step scaling and compensated sum: float32 within 0.05 nats of
     float64 at T = 20000."""

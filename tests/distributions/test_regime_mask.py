@@ -180,6 +180,7 @@ def test_panel_of_shared_inputs_and_a_batch_of_values(x64):
         np.testing.assert_allclose(lp[i], d.log_prob(jnp.asarray(y[i])), rtol=1e-12)
 
 
+@pytest.mark.slow  # sampling runs the step eagerly per step (about 13 s); panels' log_prob is above
 def test_panel_samples_have_the_panel_shape():
     T, N = 5, 3
     u = jnp.asarray(np.random.default_rng(2).normal(size=(N, T)), jnp.float32)

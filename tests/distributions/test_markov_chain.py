@@ -102,7 +102,8 @@ def _counting(monkeypatch, module):
 
 
 @pytest.mark.parametrize("make", BOTH)
-@pytest.mark.parametrize("parallel", [False, True])
+# the parallel kernels' count (about 10 s on a CPU) in the slow suite
+@pytest.mark.parametrize("parallel", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_posterior_and_mode_run_the_forward_filter_once(monkeypatch, make, parallel):
     T = 6
     y = jnp.asarray(series(T, seed=2), jnp.float32)

@@ -418,8 +418,8 @@ def _plot_gdp(path: Path, when: np.ndarray, growth: np.ndarray, recession: np.nd
 def run(
     out: str | None = None,
     chains: int = 4,
-    warmup: int = 500,
-    samples: int = 500,
+    warmup: int = 1000,
+    samples: int = 1000,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the plots (default: a new folder coromix-demo-* under the current "
         "directory)",
     )
-    _sampling_options(p_demo, warmup=500, samples=500)
+    _sampling_options(p_demo, warmup=1000, samples=1000)
     p_demo.set_defaults(run=demo)
     p_fit = commands.add_parser(
         "fit",

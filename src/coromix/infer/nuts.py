@@ -362,9 +362,7 @@ def _compiled_programs(
 
     The key is the model function and what it reads (:func:`~coromix.infer.programs.model_environment`),
     the settings, the precision and the names, shapes, dtypes and shardings of the observed values
-    and the starting points; the data themselves are arguments.  A model that needs concrete
-    observed values while it is traced (Python control flow on them) gets programs with the data
-    as constants instead, which are not kept.
+    and the starting points; the data themselves are arguments.
     """
     observed = dict(posterior.observed)
     cache_key = (
@@ -386,12 +384,10 @@ def _compiled_programs(
             f"compiling NUTS{what} for {joint.name} ({settings.num_chains} chains, "
             f"{settings.method})"
         )
-    try:
-        programs = _build_programs(joint, posterior, settings, data_as_arguments=True)
-        programs = _compile(programs, search_key, keys, positions, observed)
-    except jax.errors.ConcretizationTypeError:
-        programs = _build_programs(joint, posterior, settings, data_as_arguments=False)
-        return _compile(programs, search_key, keys, positions, {})
+    # the model's values are never needed concrete while it is traced (pin already traced it
+    # abstractly, event_shapes by sampling), so the observed values can always be arguments
+    programs = _build_programs(joint, posterior, settings, data_as_arguments=True)
+    programs = _compile(programs, search_key, keys, positions, observed)
     cache = joint.program_cache
     nuts_keys = [k for k in cache if isinstance(k, tuple) and k[:1] == ("coromix.nuts",)]
     for old in nuts_keys[: max(len(nuts_keys) - _CACHE_SIZE + 1, 0)]:

@@ -186,7 +186,7 @@ def nuts(
         bar.message(f"compiled in {compile_time:.1f} s")
 
     start = time.perf_counter()
-    data = observed_arrays if programs.data_as_arguments else {}
+    data = observed_arrays  # arguments of the compiled programs
     carry, found, search = programs.start(search_key, keys, positions, data)
     if not bool(np.all(found)):
         raise _no_start_error(
@@ -224,7 +224,6 @@ def nuts(
             "compile_time": compile_time,
             "sampling_time": sampling_time,
             "init": init_kind,
-            "data_as_arguments": int(programs.data_as_arguments),
             "nonfinite_warmup": int(np.sum(nonfinite["warmup"])),
             "nonfinite_sampling": int(np.sum(nonfinite["sampling"])),
             **_search_attrs(search),
@@ -333,15 +332,13 @@ class _Programs(NamedTuple):
     ``start(search_key, chain_keys, positions, observed) -> (carry, found, search)``: the chains'
     starting points and their initial NUTS and adaptation states; ``advance(carry, begin, end,
     observed) -> carry``: steps ``begin .. end - 1`` of every chain (the carry is donated);
-    ``finish(carry, observed) -> (draws, stats, constrained draws)``.  With
-    ``data_as_arguments`` the observed values are arguments (``observed``), else they are
-    constants of the programs and ``observed`` is ``{}``.
+    ``finish(carry, observed) -> (draws, stats, constrained draws, non-finite counts)``.  The
+    observed values are arguments (``observed``) of all three.
     """
 
     start: Callable
     advance: Callable
     finish: Callable
-    data_as_arguments: bool
     chain_sharding: Any = None  # with chains split over devices: the carry's sharding
 
 
@@ -386,7 +383,7 @@ def _compiled_programs(
         )
     # the model's values are never needed concrete while it is traced (pin already traced it
     # abstractly, event_shapes by sampling), so the observed values can always be arguments
-    programs = _build_programs(joint, posterior, settings, data_as_arguments=True)
+    programs = _build_programs(joint, posterior, settings)
     programs = _compile(programs, search_key, keys, positions, observed)
     cache = joint.program_cache
     nuts_keys = [k for k in cache if isinstance(k, tuple) and k[:1] == ("coromix.nuts",)]
@@ -421,13 +418,13 @@ def _build_programs(
     joint: JointDistributionCoroutine,
     template: PinnedModel,
     settings: _Settings,
-    *,
-    data_as_arguments: bool,
 ) -> _Programs:
-    """The jitted (not yet compiled) programs of a fit; see :class:`_Programs`."""
+    """The jitted (not yet compiled) programs of a fit; see :class:`_Programs`.  ``template`` is
+    the fit's pinned model (its data's sharding decides where the chains' states live); inside
+    the programs the model is pinned to the ``observed`` argument."""
 
     def pinned(observed):
-        return joint.pin(observed) if data_as_arguments else template
+        return joint.pin(observed)
 
     chain = _chain_program(
         lambda observed: _logdensity(pinned(observed)),
@@ -483,7 +480,6 @@ def _build_programs(
         jax.jit(start),
         jax.jit(advance_chains, donate_argnums=(0,)),
         jax.jit(finish),
-        data_as_arguments,
         chain_sharding,
     )
 

@@ -183,7 +183,8 @@ class JointDistributionCoroutine:
             return fn(*args)
         if compiled is not None:
             out = compiled(*args)
-            if _has_nan(args) and not _all_finite(out):
+            # the (small) result first: the given values are scanned only when it is not finite
+            if not _all_finite(out) and _has_nan(args):
                 return fn(*args)  # the eager run names the NaN value (validate_args)
             return out
         compiled = jax.jit(fn)

@@ -274,10 +274,27 @@ def test_initial_positions_are_finite_and_init_is_used():
     starts, found = jax.jit(jax.vmap(find))(jax.random.split(jax.random.key(0), 3))
     assert np.all(found) and np.all(np.isfinite(starts["mu"]))
     assert starts["mu"].shape == (3,) and len(set(np.asarray(starts["mu"]).tolist())) == 3
-    given = nuts_module._given_positions(
-        pinned, pinned.unconstrained_log_prob, 3, {"mu": 1.0, "sigma": np.e}
-    )
-    np.testing.assert_allclose(given["sigma"], [1.0, 1.0, 1.0], rtol=1e-6)
+
+
+def test_init_values_start_every_chain_there():
+    # two modes at -50 and +50, 333 sd apart: a chain stays in the mode it starts in
+    def two_modes():
+        mu = yield tfd.Normal(0.0, 10.0)
+        yield cm.factor(jnp.logaddexp(-0.5 * ((mu - 50) / 0.3) ** 2, -0.5 * ((mu + 50) / 0.3) ** 2))
+
+    for start in (50.0, -50.0):
+        post = cm.nuts(
+            two_modes,
+            {},
+            init={"mu": start},
+            num_warmup=100,
+            num_samples=100,
+            seed=1,
+            progress=False,
+        )
+        assert post.attrs["init"] == "values"
+        draws = np.asarray(post.samples["mu"])
+        assert np.all(np.sign(draws) == np.sign(start)), (start, draws.min(), draws.max())
 
 
 def test_prior_start_and_bad_init_string():

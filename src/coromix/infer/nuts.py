@@ -146,7 +146,8 @@ def nuts(
     joint = posterior.joint
     names = list(posterior.parameter_shapes)
     if init is not None and not isinstance(init, str):
-        positions = _given_positions(posterior, _logdensity(posterior), num_chains, init)
+        # constrained values: mapped to unconstrained space and checked in the start program
+        positions = _given_values(posterior, init)
         init_kind = "values"
     else:
         if init not in (None, *INIT_METHODS):
@@ -188,6 +189,8 @@ def nuts(
     start = time.perf_counter()
     data = observed_arrays  # arguments of the compiled programs
     carry, found, search = programs.start(search_key, keys, positions, data)
+    if init_kind == "values" and not bool(np.all(found)):
+        raise _bad_init_error(posterior, positions, float(search["lp"]))
     if not bool(np.all(found)):
         raise _no_start_error(
             posterior,
@@ -226,7 +229,7 @@ def nuts(
             "init": init_kind,
             "nonfinite_warmup": int(np.sum(nonfinite["warmup"])),
             "nonfinite_sampling": int(np.sum(nonfinite["sampling"])),
-            **_search_attrs(search),
+            **(_search_attrs(search) if init_kind == "mode" else {}),
             **({"seed": int(seed)} if isinstance(seed, (int, np.integer)) else {}),
             **(
                 {"partial": 1, "num_samples_requested": num_samples}
@@ -466,6 +469,12 @@ def _build_programs(
         elif settings.init in ("uniform", "prior"):
             find = _start_finder(model, logdensity, from_prior=settings.init == "prior")
             positions, found = jax.vmap(find)(start_keys)
+        else:  # "values": one point of constrained values for every chain
+            point = model.to_unconstrained(positions)
+            lp, grad = jax.value_and_grad(logdensity)(point)
+            found = jnp.broadcast_to(_finite(lp, grad), found.shape)
+            search = {"lp": lp}
+            positions = jax.tree.map(lambda v: jnp.broadcast_to(v, (num_chains,) + v.shape), point)
         carry = jax.vmap(chain.init, in_axes=(0, 0, None))(chain_keys, positions, observed)
         if chain_sharding is not None:
             carry = jax.lax.with_sharding_constraint(carry, chain_sharding)
@@ -607,26 +616,36 @@ def _finite(lp: jax.Array, grad: Any) -> jax.Array:
     return jnp.isfinite(lp) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in leaves]))
 
 
-def _given_positions(
-    posterior: PinnedModel, logdensity: Callable, num_chains: int, init: Mapping[str, Any]
-) -> dict[str, jax.Array]:
-    """``init=`` (constrained values) on unconstrained space, checked, one copy per chain."""
+def _given_values(posterior: PinnedModel, init: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """``init=`` (constrained values) as arrays, checked against the model's parameters by an
+    abstract run (no model evaluation here: the start program maps them to unconstrained space
+    and checks the log density there)."""
     shapes = posterior.parameter_shapes
+    values = {k: jnp.asarray(v) for k, v in init.items()}
     try:
-        start = posterior.to_unconstrained({k: jnp.asarray(v) for k, v in init.items()})
+        jax.eval_shape(posterior.to_unconstrained, values)
     except ValueError as err:
         raise ValueError(
             f"init= does not fit model {posterior.joint.name!r} (its parameters: "
             f"{list(shapes)}): {err}"
         ) from err
-    lp, grad = jax.jit(jax.value_and_grad(logdensity))(start)
-    if not _finite(lp, grad):
-        raise ValueError(
-            f"init= is a point where the log density of {posterior.joint.name!r} "
-            f"is {float(lp)} or its gradient is not finite; give values inside "
-            f"the support of each parameter {list(shapes)}"
+    return values
+
+
+def _bad_init_error(posterior: PinnedModel, values: Mapping[str, Any], lp: float) -> ValueError:
+    """Why ``init=`` gave no finite log density: a value outside its support (found by the eager,
+    checked run of the model, only on this error path) or a point of zero density."""
+    shapes = list(posterior.parameter_shapes)
+    try:
+        posterior.to_unconstrained(values)
+    except ValueError as err:
+        return ValueError(
+            f"init= does not fit model {posterior.joint.name!r} (its parameters: {shapes}): {err}"
         )
-    return {k: jnp.broadcast_to(v, (num_chains,) + v.shape) for k, v in start.items()}
+    return ValueError(
+        f"init= is a point where the log density of {posterior.joint.name!r} is {lp} or its "
+        f"gradient is not finite; give values inside the support of each parameter {shapes}"
+    )
 
 
 def _start_finder(

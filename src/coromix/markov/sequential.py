@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from coromix.markov.common import (
+    SMALL_K,
     categorical_from_uniform,
     finite_or_zero,
     kahan_add,
@@ -101,21 +102,31 @@ def smooth(
     Returns ``(gamma [T, K], r [T-1, K], A_tilde)``.
     """
     A, _ = _scaled_trans(log_trans, time_varying)
-    big = jnp.finfo(alpha.dtype).max
+    tiny = jnp.finfo(alpha.dtype).tiny
 
     def step(gamma_next, x):
         if time_varying:
             alpha_t, A_next = x
         else:
             alpha_t, A_next = x, A
-        pred_next = vecmat(alpha_t, A_next)
-        r = jnp.where(pred_next > 0, gamma_next / jnp.where(pred_next > 0, pred_next, 1), 0)
-        r = jnp.minimum(r, big)
-        gamma = safe_normalize(alpha_t * matvec(A_next, r))
-        return gamma, (gamma, r)
+        # r = gamma / q, 0 where q = 0 (gamma is 0 there too); dividing by max(q, tiny) instead
+        # of selecting keeps the loop body short, and r stays finite
+        r = gamma_next / jnp.maximum(vecmat(alpha_t, A_next), tiny)
+        gamma = alpha_t * matvec(A_next, r)
+        return gamma / jnp.maximum(jnp.sum(gamma), tiny), r
 
+    # The scan emits r only and the loop body has no selects: on XLA CPU a vmapped scan that emits
+    # two arrays per step costs several times one that emits one (4 chains, T = 2000: 1.1 ms
+    # against 0.3 ms), and gamma_{t-1} follows from r_t without the recursion.
     xs = (alpha[:-1], A) if time_varying else alpha[:-1]
-    _, (gammas, rs) = lax.scan(step, alpha[-1], xs, reverse=True)
+    _, rs = lax.scan(step, alpha[-1], xs, reverse=True)
+    if time_varying:
+        back = jnp.sum(A * rs[:, None, :], axis=-1)  # (A_t r_t)[i], [T-1, K]
+    elif A.shape[-1] <= SMALL_K:
+        back = jnp.sum(A[None] * rs[:, None, :], axis=-1)
+    else:
+        back = rs @ A.T
+    gammas = safe_normalize(alpha[:-1] * back)
     gamma = jnp.concatenate([gammas, alpha[-1:]], axis=0)
     return gamma, rs, A
 

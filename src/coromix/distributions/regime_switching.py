@@ -62,7 +62,7 @@ from coromix import constraints, runner
 from coromix.distributions.distribution import Distribution, is_scalar_choice
 from coromix.distributions.markov_chain import Forecast, MarkovChain, check_missing
 from coromix.markov import MarkovPosterior
-from coromix.markov.common import finite_or_zero, kahan_add, safe_log, safe_normalize
+from coromix.markov.history import history_log_likelihood
 from coromix.runner import Values
 from coromix.utils import Shape, as_key, as_shape, default_float
 
@@ -206,51 +206,6 @@ def _dense_potentials(
     best = jnp.where(jnp.isfinite(best), best, 0.0)
     first = jnp.zeros(best.shape[:-2] + (1, S), dense.dtype)
     return log_init, dense - best[..., None, :], jnp.concatenate([first, best], -2)
-
-
-def _expanded_log_likelihood(log_init: jax.Array, psi: jax.Array, num_regimes: int) -> jax.Array:
-    r"""``log sum_e exp(...)``: the forward algorithm over the expanded states, using that each
-    state has ``K`` predecessors and ``K`` successors.
-
-    With ``e' = r K + d`` (``r`` its newer ``p-1`` regimes, ``d`` the oldest) and ``e = j W + r``
-    (``W = K^(p-1)``), the only moves are ``e' -> e``; per step, scaled as in
-    :func:`coromix.markov.forward_log_likelihood` (each destination's best predecessor, then
-    the step's best destination):
-
-    .. math::
-        u_t(j, r) = \sum_d \hatlpha_{t-1}(r K + d)\, e^{\psi_t(rK + d,\, j)},\qquad
-        \hatlpha_t = u_t / 	extstyle\sum u_t,\qquad
-        \log p(y) = \log\sum e^{	ext{log\_init}} + \sum_t \log\sum u_t
-
-    ``O(K^{p+1} T)`` work instead of ``O(K^{2p} T)``; ``log_init`` ``[S]``, ``psi`` ``[T-1, S, K]``
-    (one series).  Gradients by differentiating the scan.
-    """
-    K, S = num_regimes, log_init.shape[-1]
-    W = S // K
-    top = finite_or_zero(jnp.max(log_init))
-    u0 = jnp.exp(log_init - top)
-    total0 = safe_log(jnp.sum(u0)) + top
-    if psi.shape[0] == 0:
-        return total0
-    alpha0 = safe_normalize(u0)
-    terms = psi.reshape(psi.shape[:1] + (W, K, K))  # [t, r, d, j]
-    best = finite_or_zero(jnp.max(terms, axis=2))  # [t, r, j]: each destination's best
-    B = jnp.exp(terms - best[:, :, None, :])
-    m = finite_or_zero(jnp.max(best, axis=(1, 2)))  # [t]
-    b = jnp.exp(best - m[:, None, None])
-
-    def step(carry, x):
-        alpha, total, comp = carry
-        B_t, b_t, m_t = x
-        u = jnp.sum(alpha.reshape(W, K, 1) * B_t, axis=1) * b_t  # [r, j]
-        s = jnp.sum(u)
-        alpha = (u / jnp.where(s > 0, s, jnp.ones_like(s))).T.reshape(S)
-        total, comp = kahan_add(total, comp, safe_log(s) + m_t)
-        return (alpha, total, comp), None
-
-    zero = jnp.zeros((), total0.dtype)
-    (_, total, comp), _ = jax.lax.scan(step, (alpha0, total0, zero), (B, b, m))
-    return total + comp
 
 
 class RegimeSwitching(MarkovChain):
@@ -588,7 +543,7 @@ class RegimeSwitching(MarkovChain):
         With ``history=1``, or the parallel-in-time kernels, the forward algorithm of
         :class:`~coromix.distributions.MarkovChain` (custom VJP); otherwise a forward filter
         over the expanded states that uses their sparsity, :math:`O(K^{p+1} T)` work
-        (:func:`_expanded_log_likelihood`), differentiated through its scan.
+        (:func:`coromix.markov.history.history_log_likelihood`, gradient by one backward pass).
 
         >>> import jax.numpy as jnp
         >>> from coromix.distributions import Categorical, Normal, RegimeSwitching
@@ -603,7 +558,7 @@ class RegimeSwitching(MarkovChain):
             return super().log_prob(value)
         log_init, psi = self._terms(self._as_observations(value))
         batch = log_init.shape[:-1]
-        fn = partial(_expanded_log_likelihood, num_regimes=self.num_regimes)
+        fn = partial(history_log_likelihood, num_regimes=self.num_regimes)
         for _ in batch:
             fn = jax.vmap(fn)
         return fn(log_init, psi)

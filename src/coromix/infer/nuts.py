@@ -403,9 +403,10 @@ def _compile(
     positions: Mapping[str, jax.Array],
     observed: Mapping[str, Any],
 ) -> _Programs:
-    """Lower and compile the three programs for these argument shapes."""
+    """Lower and compile the three programs for these argument shapes (XLA's CPU compiler
+    already uses the cores: compiling them on threads side by side gains nothing)."""
     start = programs.start.lower(search_key, keys, positions, observed).compile()
-    carry, _, _ = jax.eval_shape(programs.start, search_key, keys, positions, observed)
+    carry = start.out_info[0]
     if programs.chain_sharding is not None:
         carry = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=programs.chain_sharding),

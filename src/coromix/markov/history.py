@@ -132,17 +132,20 @@ def history_log_likelihood(log_init: jax.Array, psi: jax.Array, num_regimes: int
     Returns:
       A scalar (``-inf`` when no path has positive weight).
 
-    >>> import jax, jax.numpy as jnp
+    >>> import math, jax, jax.numpy as jnp
     >>> from coromix.markov.history import history_log_likelihood
-    >>> log_init = jnp.log(jnp.array([0.5, 0.0, 0.5, 0.0]))     # p = 2, K = 2: e = (s_0, -)
-    >>> psi = jnp.log(jnp.full((3, 4, 2), 0.5))                 # any path of 4 steps: 1/16
-    >>> float(history_log_likelihood(log_init, psi, 2)), float(jnp.log(0.5 ** 4))
-    (-2.7725..., -2.7725...)
-    >>> jax.grad(history_log_likelihood, 1)(log_init, psi, 2)[0]  # p(e_0 = e', s_1 = j | y)
-    Array([[0.25, 0.25],
-           [0.  , 0.  ],
-           [0.25, 0.25],
-           [0.  , 0.  ]], dtype=float32)
+    >>> log_init = jnp.log(jnp.array([0.5, 0.0, 0.5, 0.0]))  # p = 2, K = 2: e_0 = (s_0, -)
+    >>> psi = jnp.log(jnp.full((3, 4, 2), 0.5))  # p(s_t | s_t-1, s_t-2) = 1/2, no observations
+    >>> float(history_log_likelihood(log_init, psi, 2))  # the path probabilities sum to one
+    0.0
+    >>> psi = psi.at[..., 1].add(math.log(0.3))  # regime 1 explains each y_t 0.3 as well as 0
+    >>> float(history_log_likelihood(log_init, psi, 2)), 3 * math.log(0.5 + 0.5 * 0.3)
+    (-1.2923..., -1.2923...)
+    >>> jax.grad(history_log_likelihood, 1)(log_init, psi, 2)[0].round(4)  # p(e_0, s_1 | y)
+    Array([[0.3846, 0.1154],
+           [0.    , 0.    ],
+           [0.3846, 0.1154],
+           [0.    , 0.    ]], dtype=float32)
     """
     if psi.shape[0] == 0:
         top = finite_or_zero(jnp.max(log_init))

@@ -18,16 +18,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from coromix.markov.common import finite_or_zero, kahan_add, safe_log, safe_normalize
+from coromix.markov.common import kahan_add, safe_log, safe_normalize, scaled_exp
 
 
 def _weights(psi: jax.Array, K: int) -> tuple[jax.Array, jax.Array]:
     """``psi [T-1, S, K]`` as scaled weights ``w [T-1, W, K, K]`` (``[t, r, d, j]``, largest entry
     of each step 1) and each step's scale ``m [T-1]``: ``psi = log w + m``."""
     n, S, _ = psi.shape
-    terms = psi.reshape(n, S // K, K, K)
-    m = finite_or_zero(jnp.max(terms, axis=(1, 2, 3)))
-    return jnp.exp(terms - m[:, None, None, None]), m
+    return scaled_exp(psi.reshape(n, S // K, K, K), axes=(1, 2, 3))
 
 
 def _forward(log_init: jax.Array, w: jax.Array, m: jax.Array, K: int, keep: bool):
@@ -40,8 +38,7 @@ def _forward(log_init: jax.Array, w: jax.Array, m: jax.Array, K: int, keep: bool
     """
     S = log_init.shape[-1]
     W = S // K
-    top = finite_or_zero(jnp.max(log_init))
-    u0 = jnp.exp(log_init - top)
+    u0, top = scaled_exp(log_init, axes=(0,))
     total0 = safe_log(jnp.sum(u0)) + top
     alpha0 = safe_normalize(u0)
 
@@ -148,6 +145,6 @@ def history_log_likelihood(log_init: jax.Array, psi: jax.Array, num_regimes: int
            [0.    , 0.    ]], dtype=float32)
     """
     if psi.shape[0] == 0:
-        top = finite_or_zero(jnp.max(log_init))
-        return safe_log(jnp.sum(jnp.exp(log_init - top))) + top
+        u0, top = scaled_exp(log_init, axes=(0,))
+        return safe_log(jnp.sum(u0)) + top
     return _log_lik(log_init, psi, int(num_regimes))

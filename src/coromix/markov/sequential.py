@@ -120,10 +120,8 @@ def smooth(
     # against 0.3 ms), and gamma_{t-1} follows from r_t without the recursion.
     xs = (alpha[:-1], A) if time_varying else alpha[:-1]
     _, rs = lax.scan(step, alpha[-1], xs, reverse=True)
-    if time_varying:
+    if time_varying or A.shape[-1] <= SMALL_K:
         back = jnp.sum(A * rs[:, None, :], axis=-1)  # (A_t r_t)[i], [T-1, K]
-    elif A.shape[-1] <= SMALL_K:
-        back = jnp.sum(A[None] * rs[:, None, :], axis=-1)
     else:
         back = rs @ A.T
     gammas = safe_normalize(alpha[:-1] * back)

@@ -142,7 +142,7 @@ def test_mode_search_gives_the_posterior_scales_as_first_metric(dtype):
     with jax.enable_x64(dtype == jnp.float64):
         posterior = nuts_module.pin_model(model, {})
         find = nuts_module._mode_finder(posterior, nuts_module._logdensity(posterior))
-        positions, variance, search = jax.jit(find, static_argnums=1)(jax.random.key(0), 4)
+        positions, variance, _, search = jax.jit(find, static_argnums=1)(jax.random.key(0), 4)
     assert bool(search["found"])
     assert variance.dtype == dtype
     np.testing.assert_allclose(variance, scales**2, rtol=1e-2 if dtype == jnp.float32 else 1e-8)

@@ -26,6 +26,7 @@ import numpy as np
 from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, mass_matrix_adaptation
 from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_averaging_adaptation
 from blackjax.adaptation.window_adaptation import build_schedule
+from blackjax.mcmc.hmc import HMCState
 from blackjax.mcmc.integrators import velocity_verlet
 from jax.experimental import multihost_utils
 from jax.flatten_util import ravel_pytree
@@ -435,8 +436,18 @@ def _build_programs(
     def pinned(observed):
         return joint.pin(observed)
 
+    # One jitted function for the model's log density in all programs: the model is traced once
+    # per program set (not once per use: the climbs, the curvature probe, the chains' first
+    # gradients and the NUTS kernel), which was most of the tracing time of a long model.
+    @jax.jit
+    def density(observed, u):
+        return _logdensity(pinned(observed))(u)
+
+    def logdensity_of(observed):
+        return lambda u: density(observed, u)
+
     chain = _chain_program(
-        lambda observed: _logdensity(pinned(observed)),
+        logdensity_of,
         num_warmup=settings.num_warmup,
         num_samples=settings.num_samples,
         dense_mass=settings.dense_mass,
@@ -460,7 +471,7 @@ def _build_programs(
 
     def start(search_key, chain_keys, positions, observed):
         model = pinned(observed)
-        logdensity = _logdensity(model)
+        logdensity = logdensity_of(observed)
         num_chains = chain_keys.shape[0]
         # the first of each chain's three keys (the others are its warmup's and sampling's)
         start_keys = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k), 3)[0])(
@@ -468,10 +479,10 @@ def _build_programs(
         )
         found = jnp.ones(num_chains, bool)
         search: dict[str, jax.Array] = {}
-        inverse_mass = None
+        inverse_mass = at_starts = None
         if settings.init == "mode":
             find_mode = _mode_finder(model, logdensity)
-            positions, inverse_mass, search = find_mode(
+            positions, inverse_mass, at_starts, search = find_mode(
                 jax.random.wrap_key_data(search_key), num_chains
             )
             found = jnp.broadcast_to(search["found"], found.shape)
@@ -484,8 +495,8 @@ def _build_programs(
             found = jnp.broadcast_to(_finite(lp, grad), found.shape)
             search = {"lp": lp}
             positions = jax.tree.map(lambda v: jnp.broadcast_to(v, (num_chains,) + v.shape), point)
-        carry = jax.vmap(chain.init, in_axes=(0, 0, None, None))(
-            chain_keys, positions, observed, inverse_mass
+        carry = jax.vmap(chain.init, in_axes=(0, 0, None, None, 0))(
+            chain_keys, positions, observed, inverse_mass, at_starts
         )
         if chain_sharding is not None:
             carry = jax.lax.with_sharding_constraint(carry, chain_sharding)
@@ -698,7 +709,8 @@ def _start_finder(
 
 
 def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
-    """``find(key, num_chains) -> (positions, variance, search)``: chain starts in the dominant mode.
+    """``find(key, num_chains) -> (positions, variance, at_starts, search)``: chain starts in the
+    dominant mode.
 
     L-BFGS climbs (:func:`coromix.infer.lbfgs.maximize`) from ``_SEARCH_PATHS`` points uniform in
     ``(-2, 2)`` on unconstrained space, at most ``_SEARCH_ITERATIONS`` steps each; the highest
@@ -718,7 +730,8 @@ def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
     step sizes near 0.005 and hundreds of leapfrog steps each: three quarters of the gradient
     evaluations of that fit (86 thousand, against 22 thousand from the probed scales).
 
-    ``search`` reports ``found`` (some climb reached a finite log density), the final log density
+    ``at_starts`` is ``(log density, gradient)`` at the chains' starts (raveled), computed with
+    the probe (``None`` without it).  ``search`` reports ``found`` (some climb reached a finite log density), the final log density
     ``lp`` and ``converged`` flag of each climb, and ``best``, the index of the climb used.
     """
 
@@ -749,15 +762,18 @@ def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
         spread = jnp.clip(climbs.inverse_hessian_diagonal[best], _MIN_VARIANCE, 1.0)
         noise = jax.random.normal(draw_key, (num_chains,) + mode.shape, mode.dtype)
         positions = mode + jnp.sqrt(spread) * noise
-        variance = spread
+        variance, at_starts = spread, None
         d = mode.shape[0]
         if d <= _MAX_PROBED:
             # the curvature along each axis: central differences of the gradient, a step of
-            # half the climb's scale to each side
+            # half the climb's scale to each side; in the same (vectorized) call, the log density
+            # and gradient at the chains' starts, which NUTS needs first (one copy of the
+            # model's gradient in the program instead of two)
             h = 0.5 * jnp.sqrt(spread)
-            steps = jnp.concatenate([jnp.diag(h), -jnp.diag(h)])
-            grads = jax.vmap(jax.grad(lambda q: logdensity(unravel(q))))(mode + steps)
-            curvature = -(jnp.diagonal(grads[:d]) - jnp.diagonal(grads[d:])) / (2 * h)
+            points = jnp.concatenate([mode + jnp.diag(h), mode - jnp.diag(h), positions])
+            lps, grads = jax.vmap(value_and_grad)(points)
+            at_starts = (lps[2 * d :], grads[2 * d :])
+            curvature = -(jnp.diagonal(grads[:d]) - jnp.diagonal(grads[d : 2 * d])) / (2 * h)
             probed = jnp.where(curvature > 0, 1.0 / jnp.where(curvature > 0, curvature, 1.0), 0.0)
             probed = jnp.where(jnp.isfinite(probed), probed, 0.0)
             variance = jnp.clip(jnp.maximum(spread, probed), _MIN_VARIANCE, _MAX_VARIANCE)
@@ -767,7 +783,7 @@ def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
             "best": best,
             "converged": climbs.converged,
         }
-        return jax.vmap(unravel)(positions), variance, search
+        return jax.vmap(unravel)(positions), variance, at_starts, search
 
     return find
 
@@ -931,8 +947,9 @@ def _chain_program(
 ) -> _Chain:
     """One chain: ``num_warmup`` adapting steps, then ``num_samples`` steps whose draws are kept.
 
-    ``init(key_data, position, observed, inverse_mass=None) -> carry`` (``inverse_mass``: the
-    diagonal the first warmup windows use instead of the identity); ``advance(carry, begin, end,
+    ``init(key_data, position, observed, inverse_mass=None, at_start=None) -> carry``
+    (``inverse_mass``: the diagonal the first warmup windows use instead of the identity;
+    ``at_start``: the log density and gradient at ``position`` when already known); ``advance(carry, begin, end,
     observed) -> carry`` runs steps ``begin .. end - 1`` of the ``num_warmup + num_samples`` steps of one NUTS
     kernel (BlackJAX's ``nuts.build_kernel``); ``finish(carry) -> (draws, sample_stats)``.
     ``logdensity_of(observed)`` is the log density on unconstrained space given the observed
@@ -958,9 +975,12 @@ def _chain_program(
         model_logdensity = logdensity_of(observed)
         return lambda q: model_logdensity(unravel(q))
 
-    def init(key_data, position, observed, inverse_mass=None):
+    def init(key_data, position, observed, inverse_mass=None, at_start=None):
         flat, unravel = ravel_pytree(position)
-        state = blackjax.nuts.init(flat, flat_density(observed, unravel))
+        if at_start is None:
+            state = blackjax.nuts.init(flat, flat_density(observed, unravel))
+        else:  # the log density and its gradient there, already computed
+            state = HMCState(flat, *at_start)
         tuning = init_tuning(flat, inverse_mass)
         real = jnp.result_type(flat, state.logdensity)
         stats_like = {  # the types of BlackJAX's NUTSInfo fields (its counts: default ints)

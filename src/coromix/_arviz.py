@@ -29,6 +29,20 @@ def _az():
     return arviz
 
 
+def import_in_background() -> None:
+    """Start importing ArviZ on a daemon thread, so that a fit's diagnostics do not wait for it.
+
+    ``cm.nuts`` calls this before compiling: XLA compiles and samples without Python's global
+    interpreter lock, so the import (about 2 s with xarray and pandas) overlaps them.  A later
+    :func:`_az` waits for a half-done import on Python's module lock.
+    """
+    import sys
+    import threading
+
+    if "arviz" not in sys.modules:
+        threading.Thread(target=_az, name="coromix-import-arviz", daemon=True).start()
+
+
 _UNSAMPLED_GROUPS = ("observed_data", "constant_data", "predictions_constant_data")
 
 

@@ -36,6 +36,14 @@ SAMPLE_STATS = (
 )
 
 
+def prepare_diagnostics() -> None:
+    """Start loading what :meth:`Posterior.convergence_warnings` needs (ArviZ), in the background.
+
+    A fit calls it before its compilation, which runs without Python's lock: the two overlap.
+    """
+    _arviz.import_in_background()
+
+
 class ConvergenceWarning(UserWarning):
     """The draws may not represent the posterior: high R-hat, low effective sample size, or
     divergent transitions."""

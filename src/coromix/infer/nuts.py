@@ -38,7 +38,7 @@ from coromix.infer.programs import joint_of, model_environment
 from coromix.infer.programs import signature as programs_signature
 from coromix.joint import JointDistributionCoroutine
 from coromix.pinned import PinnedModel
-from coromix.results import SAMPLE_STATS, ConvergenceWarning, Posterior
+from coromix.results import SAMPLE_STATS, ConvergenceWarning, Posterior, prepare_diagnostics
 from coromix.runner import Values
 from coromix.utils import as_key
 
@@ -186,6 +186,7 @@ def nuts(
         if progress
         else None
     )
+    prepare_diagnostics()  # ArviZ loads while the programs compile
     start = time.perf_counter()
     programs = _compiled_programs(joint, posterior, settings, search_key, keys, positions, bar)
     compile_time = time.perf_counter() - start

@@ -1037,9 +1037,9 @@ INFERENCE = [
         id="nuts-tree-depth",
     ),
     case(
-        lambda: cm.nuts(normal_model, DATA, chain_method="threads", progress=False),
+        lambda: cm.nuts(normal_model, DATA, chain_method="sequential", progress=False),
         ValueError,
-        r"chain_method must be one of .*; got 'threads'",
+        r"chain_method must be one of .*; got 'sequential'",
         id="nuts-chain-method",
     ),
     case(

@@ -336,7 +336,7 @@ def test_init_errors():
         ({"num_samples": 0}, "num_samples must be an integer >= 1"),
         ({"num_chains": 2.0}, "num_chains must be an integer"),
         ({"target_accept": 1.0}, r"target_accept must lie in \(0, 1\)"),
-        ({"chain_method": "threads"}, "chain_method must be one of"),
+        ({"chain_method": "sequential"}, "chain_method must be one of"),
     ],
 )
 def test_settings_are_checked(settings, match):
@@ -390,6 +390,46 @@ def test_chains_split_over_devices():
     assert result["shape"] == [2, 100] and result["chains_differ"]
     assert "sampling [" in done.stderr and "100/100" in done.stderr
     assert abs(result["mean"] - 2.0) < 0.5
+
+
+def test_chain_groups_on_threads_give_the_vectorized_draws(monkeypatch):
+    """chain_method="threads" runs the chains as groups of a vmapped program, each from its own
+    thread: every chain keeps its key, so the draws are the vectorized run's (the groups' programs
+    are the same computation on fewer chains, equal up to rounding), also when the steps are split
+    into many calls."""
+    monkeypatch.setattr(nuts_module, "_cores", lambda: 2)
+    monkeypatch.setattr(nuts_module, "_CHUNK_SECONDS", 0.001)  # many calls per group
+    kwargs = {"num_warmup": 60, "num_samples": 40, "num_chains": 4, "seed": 3, "progress": False}
+    data = {"y": Y, "counts": COUNTS}
+    with warnings.catch_warnings(), jax.enable_x64(True):  # float64: rounding far below NUTS's
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 160 draws
+        one = cm.nuts(conjugate_model, data, chain_method="vectorized", **kwargs)
+        two = cm.nuts(conjugate_model, data, chain_method="threads", **kwargs)
+    assert one.attrs["chain_method"] == "vectorized" and two.attrs["chain_method"] == "threads"
+    for name in one.samples:
+        np.testing.assert_allclose(two.samples[name], one.samples[name], rtol=1e-9, atol=1e-12)
+    for name in ("n_steps", "diverging"):
+        np.testing.assert_array_equal(two.sample_stats[name], one.sample_stats[name])
+
+
+@pytest.mark.parametrize(
+    "cores, num_chains, size, backend, expected",
+    [
+        (2, 4, 1000, "cpu", "threads"),
+        (2, 4, 100_000, "cpu", "vectorized"),  # XLA spreads each large operation over the cores
+        (1, 4, 1000, "cpu", "vectorized"),  # one core: nothing to split over
+        (2, 1, 1000, "cpu", "vectorized"),
+        (3, 4, 1000, "cpu", "threads"),  # 2 groups of 2 (the largest divisor up to the cores)
+        (2, 4, 1000, "gpu", "vectorized"),
+    ],
+)
+def test_auto_chain_layout(monkeypatch, cores, num_chains, size, backend, expected):
+    monkeypatch.setattr(nuts_module, "_cores", lambda: cores)
+    monkeypatch.setattr(nuts_module.jax, "default_backend", lambda: backend)
+    method = nuts_module._resolve_chain_method("auto", num_chains, None, size)
+    assert method == expected
+    if method == "threads":
+        assert nuts_module._thread_groups(num_chains) == 2
 
 
 def test_init_at_a_point_of_zero_density_is_an_error():

@@ -106,8 +106,17 @@ def test_full_demo_converges_cleanly(tmp_path, capsys):
         assert r_hat <= 1.01 and ess_bulk >= 400, row
 
 
-def test_readme_python_blocks_run():
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
-    assert blocks
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 (the README blocks)
+README_BLOCKS = re.findall(
+    r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL
+)
+
+
+def test_readme_has_python_blocks():
+    assert len(README_BLOCKS) >= 4
+
+
+@pytest.mark.parametrize(
+    "block", README_BLOCKS, ids=[f"block{i}" for i in range(len(README_BLOCKS))]
+)
+def test_readme_python_blocks_run(block):
+    exec(compile(block, "README.md", "exec"), {})  # noqa: S102 (the README blocks)

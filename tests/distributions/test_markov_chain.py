@@ -55,6 +55,7 @@ def regime_switching(T, parallel=None):
 BOTH = [hmm, regime_switching]
 
 
+@pytest.mark.slow
 def test_same_types_from_the_same_methods():
     T = 12
     y = jnp.asarray(series(T, seed=1), jnp.float32)

@@ -107,8 +107,9 @@ def brute_force(y, K, p, regime_only_first):
 @pytest.mark.parametrize(
     "K, p, T, regime_only_first",
     [
-        (2, 3, 8, 2),
+        (2, 2, 5, 1),
         (2, 4, 3, 1),  # T < p
+        pytest.param(2, 3, 8, 2, marks=pytest.mark.slow),
         # the larger cases (10-16 s each in the default suite) in the slow suite
         pytest.param(2, 3, 8, 0, marks=pytest.mark.slow),
         pytest.param(3, 2, 6, 1, marks=pytest.mark.slow),
@@ -137,6 +138,7 @@ def test_history_equals_brute_force(x64, K, p, T, regime_only_first):
     assert np.all(np.abs(freq - marginals) < 5 * se + 1e-3)
 
 
+@pytest.mark.slow
 def test_history_1_written_with_a_longer_history_changes_nothing(x64):
     """A first-order step given history=3 (it reads prev[0] only) has the same likelihood and
     marginals as with history=1."""
@@ -408,6 +410,7 @@ def test_sampling_a_step_that_models_no_first_observation_gives_nan():
     assert d.event_shape == (12,)
 
 
+@pytest.mark.slow
 def test_parallel_in_time_equals_sequential_over_expanded_states(x64):
     """The parallel-in-time kernels handle the impossible moves (``-inf``) and the unreachable
     expanded states of the first steps like the sequential ones."""

@@ -69,7 +69,9 @@ def brute_force(y, mask, K, p, phi=0.4):
     return logsumexp(joint), marginals, np.array(paths[int(np.argmax(joint))])
 
 
-@pytest.mark.parametrize("K, p, T", [(2, 1, 8), (3, 1, 6), (2, 2, 8)])
+@pytest.mark.parametrize(
+    "K, p, T", [(2, 1, 8), (3, 1, 6), pytest.param(2, 2, 8, marks=pytest.mark.slow)]
+)
 def test_mask_equals_brute_force_without_the_masked_terms(x64, K, p, T):
     rng = np.random.default_rng(K + 10 * p)
     y = rng.normal(0.5, 1.5, size=T)
@@ -218,6 +220,7 @@ def padded_panel(lengths, seed):
     return u, mask, y
 
 
+@pytest.mark.slow
 def test_panel_in_a_joint_model_sums_the_series():
     """A padded, masked panel in a joint model (the mask's batch dim declares the panel): the
     log density is the prior plus the sum of the series' own log-likelihoods, and the regime

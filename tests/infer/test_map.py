@@ -123,6 +123,7 @@ def test_map_recovers_a_three_component_mixture_within_three_standard_errors():
     np.testing.assert_allclose(ours, np.append(se, se_w3), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_map_reports_convergence_and_warns_when_stopped_early(precision):
     estimate = cm.map(conjugate_model, {"y": Y, "counts": COUNTS})
     assert estimate.converged and 1 <= estimate.num_steps < 100

@@ -191,6 +191,7 @@ def test_fedfunds_switching_mean_and_its_standard_errors(x64):
     np.testing.assert_allclose(se.P[:, 0], se.P[:, 1], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_fedfunds_switching_variance(x64):
     """Fed funds with a variance per regime.  statsmodels' default fit (random search included)
     stops at a local optimum (llf about -505.70); its fit from a start near the regimes' levels

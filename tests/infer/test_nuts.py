@@ -399,13 +399,20 @@ def test_chain_groups_on_threads_give_the_vectorized_draws(monkeypatch):
     into many calls."""
     monkeypatch.setattr(nuts_module, "_cores", lambda: 2)
     monkeypatch.setattr(nuts_module, "_CHUNK_SECONDS", 0.001)  # many calls per group
+
+    def location_scale():
+        mu = yield tfd.Normal(0.0, 10.0)
+        sigma = yield tfd.HalfNormal(5.0)
+        y = yield tfd.Normal(jnp.broadcast_to(mu, Y.shape), sigma)
+
     kwargs = {"num_warmup": 60, "num_samples": 40, "num_chains": 4, "seed": 3, "progress": False}
-    data = {"y": Y, "counts": COUNTS}
     with warnings.catch_warnings(), jax.enable_x64(True):  # float64: rounding far below NUTS's
         warnings.simplefilter("ignore", ConvergenceWarning)  # 160 draws
-        one = cm.nuts(conjugate_model, data, chain_method="vectorized", **kwargs)
-        two = cm.nuts(conjugate_model, data, chain_method="threads", **kwargs)
+        data = {"y": np.asarray(Y, np.float64)}
+        one = cm.nuts(location_scale, data, chain_method="vectorized", **kwargs)
+        two = cm.nuts(location_scale, data, chain_method="threads", **kwargs)
     assert one.attrs["chain_method"] == "vectorized" and two.attrs["chain_method"] == "threads"
+    assert one.samples["mu"].dtype == np.float64
     for name in one.samples:
         np.testing.assert_allclose(two.samples[name], one.samples[name], rtol=1e-9, atol=1e-12)
     for name in ("n_steps", "diverging"):

@@ -277,6 +277,7 @@ def shift_model(n):
     return shift
 
 
+@pytest.mark.slow  # 9-12 s; the default suite keeps the evidence test
 def test_the_posterior_has_runs_as_chains_and_particles_as_draws():
     rng = np.random.default_rng(5)
     y = (rng.normal(0.5, 1.0, 30) + 3.0 * (rng.random(30) < 0.5)).astype(np.float32)

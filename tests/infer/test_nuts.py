@@ -439,6 +439,21 @@ def test_auto_chain_layout(monkeypatch, cores, num_chains, size, backend, expect
         assert nuts_module._thread_groups(num_chains) == 2
 
 
+@pytest.mark.parametrize("method", ["parallel", "threads"])
+def test_chains_are_not_split_by_hand_over_sharded_data(method):
+    class FakeMesh:  # only its shape is read
+        def __init__(self):
+            self.shape = {"data": 4}
+
+    with pytest.raises(
+        ValueError,
+        match=rf"chain_method='{method}' splits the chains, but the "
+        r"observed values are sharded over a mesh \{'data': 4\}",
+    ):
+        nuts_module._resolve_chain_method(method, 4, FakeMesh(), 1000)
+    assert nuts_module._resolve_chain_method("auto", 4, FakeMesh(), 1000) == "vectorized"
+
+
 def test_init_at_a_point_of_zero_density_is_an_error():
     def beta_model():
         p = yield tfd.Beta(2.0, 2.0)

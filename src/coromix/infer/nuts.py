@@ -130,7 +130,7 @@ def nuts(
             there are several devices and they divide ``num_chains``; else threads on a CPU with
             several cores when the observed values hold at most 20 000 numbers (a gradient made
             of small operations, such as a forward algorithm's scan, runs on one core: a
-            3-state HMM at T = 2000 sampled 2.3x faster, Hamilton's MS-AR(4) 2x); else
+            3-state HMM at T = 2000 sampled 2.3x faster, Hamilton's MS-AR(4) 1.5-2x); else
             vectorized (with larger data XLA already spreads each operation over the cores, and
             a GMM at N = 1e5 sampled 2.2x slower on threads).  Every chain draws the same
             numbers in every layout (up to rounding).

@@ -109,8 +109,8 @@ def brute_force(y, K, p, regime_only_first):
     [
         (2, 2, 5, 1),
         (2, 4, 3, 1),  # T < p
-        pytest.param(2, 3, 8, 2, marks=pytest.mark.slow),
         # the larger cases (10-16 s each in the default suite) in the slow suite
+        pytest.param(2, 3, 8, 2, marks=pytest.mark.slow),
         pytest.param(2, 3, 8, 0, marks=pytest.mark.slow),
         pytest.param(3, 2, 6, 1, marks=pytest.mark.slow),
         pytest.param(2, 4, 7, 4, marks=pytest.mark.slow),

@@ -132,8 +132,9 @@ def nuts(
             of small operations, such as a forward algorithm's scan, runs on one core: a
             3-state HMM at T = 2000 sampled 2.3x faster, Hamilton's MS-AR(4) 1.5-2x); else
             vectorized (with larger data XLA already spreads each operation over the cores, and
-            a GMM at N = 1e5 sampled 2.2x slower on threads).  Every chain draws the same
-            numbers in every layout (up to rounding).
+            a GMM at N = 1e5 sampled 2.2x slower on threads).  Every chain uses the same random
+            keys in every layout; its draws agree to rounding, which over a long run can grow
+            until the trajectories part.
         max_tree_depth: the most trajectory doublings per NUTS step (at most 2**depth leapfrogs).
 
     Returns:

@@ -417,6 +417,29 @@ def test_chain_groups_on_threads_give_the_vectorized_draws(monkeypatch):
         np.testing.assert_allclose(two.samples[name], one.samples[name], rtol=1e-9, atol=1e-12)
     for name in ("n_steps", "diverging"):
         np.testing.assert_array_equal(two.sample_stats[name], one.sample_stats[name])
+    # each chain adapts its own step size; all sample with the median of the four
+    np.testing.assert_allclose(two.attrs["adapted_step_sizes"], one.attrs["adapted_step_sizes"])
+    own = np.asarray(one.attrs["adapted_step_sizes"])
+    assert own.shape == (4,) and len(np.unique(own)) == 4
+    pooled = np.exp(np.median(np.log(own)))
+    np.testing.assert_allclose(one.sample_stats["step_size"], pooled, rtol=1e-12)
+
+
+def test_a_single_chain_samples_with_its_own_step_size():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 100 draws
+        post = cm.nuts(
+            normal_model,
+            {"y": Y},
+            num_chains=1,
+            num_warmup=100,
+            num_samples=100,
+            seed=0,
+            progress=False,
+        )
+    own = post.attrs["adapted_step_sizes"]
+    assert len(own) == 1 and own[0] > 0
+    np.testing.assert_allclose(post.sample_stats["step_size"], own[0], rtol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,94 @@ def _two_loop(g: jax.Array, s: jax.Array, y: jax.Array) -> jax.Array:
     return r
 
 
+def start(x0: jax.Array, key: jax.Array | None = None, memory: int = 6) -> _State:
+    """The state of a climb from ``x0`` before its first evaluation (see :func:`maximize`).
+
+    >>> state = start(jnp.zeros(2))
+    >>> [float(v) for v in trial(state)]     # the first point evaluated is x0 itself
+    [0.0, 0.0]
+    """
+    d = x0.shape[0]
+    zeros = jnp.zeros((memory, d), x0.dtype)
+    return _State(
+        x0,
+        jnp.asarray(-jnp.inf, x0.dtype),
+        jnp.zeros_like(x0),
+        jnp.zeros_like(x0),
+        jnp.zeros((), x0.dtype),
+        jnp.zeros((), jnp.int32),
+        zeros,
+        zeros,
+        jnp.zeros((), jnp.int32),
+        jnp.asarray(False),
+        jnp.asarray(False),
+        jax.random.key(0) if key is None else key,
+    )
+
+
+def trial(state: _State) -> jax.Array:
+    """The point the climb evaluates next: ``x + t d``."""
+    return state.x + state.step * state.direction
+
+
+def update(
+    st: _State,
+    f: jax.Array,
+    g: jax.Array,
+    *,
+    max_iterations: int = 200,
+    gtol: float = 1e-3,
+    ftol: float = 1e-7,
+    restart: Callable[[jax.Array], jax.Array] | None = None,
+) -> _State:
+    """The climb after ``f, g``, the log density and its gradient at :func:`trial` ``(st)``: the
+    point accepted or the step halved, and the next direction (see :func:`maximize`).  A climb
+    that is done stays as it is."""
+    trial_x = trial(st)
+    finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g))
+    first = ~jnp.isfinite(st.f)
+    rises = finite & (first | (f >= st.f + _ARMIJO * st.step * jnp.dot(st.g, st.direction)))
+    # accepted: store the pair (for the minimized -f: s and y = -(g_new - g_old))
+    s_new, y_new = trial_x - st.x, -(g - st.g)
+    keep = rises & (jnp.dot(s_new, y_new) > 1e-12 * jnp.dot(y_new, y_new))
+    s = jnp.where(keep, jnp.concatenate([st.s[1:], s_new[None]]), st.s)
+    y = jnp.where(keep, jnp.concatenate([st.y[1:], y_new[None]]), st.y)
+    x = jnp.where(rises, trial_x, st.x)
+    next_key, sub = jax.random.split(st.key)
+    if restart is not None:  # no finite point yet: the next pass tries a fresh start
+        x = jnp.where(first & ~finite, restart(sub), x)
+    f_new = jnp.where(rises, f, st.f)
+    g_new = jnp.where(rises, g, st.g)
+    direction = _two_loop(g_new, s, y)
+    # an ascent direction, or the gradient itself
+    direction = jnp.where(jnp.dot(direction, g_new) > 0, direction, g_new)
+    small_grad = jnp.max(jnp.abs(g_new)) < gtol
+    small_change = rises & ~first & (jnp.abs(f - st.f) <= ftol * jnp.maximum(1.0, jnp.abs(f)))
+    iterations = st.iterations + (rises & ~first).astype(jnp.int32)
+    halvings = jnp.where(rises, 0, st.halvings + 1)
+    # the first step along the gradient moves no coordinate by more than about 1
+    unit = jnp.where(first, 1.0 / jnp.maximum(1.0, jnp.max(jnp.abs(g_new))), 1.0)
+    step = jnp.where(rises, unit.astype(st.step.dtype), st.step * 0.5)
+    converged = rises & (small_grad | small_change)
+    done = converged | (iterations >= max_iterations) | (halvings >= _MAX_HALVINGS)
+    new = _State(
+        x, f_new, g_new, direction, step, halvings, s, y, iterations, done, converged, next_key
+    )
+    return jax.tree.map(lambda old, upd: jnp.where(st.done, old, upd), st, new)
+
+
+def result(end: _State) -> LBFGSResult:
+    """Where a climb ended, with the diagonal of its inverse-Hessian approximation."""
+    d = end.x.shape[0]
+    diagonal = (
+        jax.vmap(lambda e: jnp.dot(e, _two_loop(e, end.s, end.y)))(jnp.eye(d, dtype=end.x.dtype))
+        if d <= 4096
+        else jnp.ones(d, end.x.dtype)
+    )
+    diagonal = jnp.where(jnp.isfinite(diagonal) & (diagonal > 0), diagonal, 1.0)
+    return LBFGSResult(end.x, end.f, end.g, end.iterations, end.converged, diagonal)
+
+
 def maximize(
     value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
     x0: jax.Array,
@@ -103,6 +191,9 @@ def maximize(
     ``ftol * max(1, |f|)``, after ``max_iterations`` accepted steps, or when no step along the
     direction rises (then from the best point so far).  A non-finite ``f`` at a trial point counts
     as no rise.  Jit-, vmap- and grad-free: it is meant to run inside a larger compiled program.
+    The pieces (:func:`start`, :func:`trial`, :func:`update`, :func:`result`) let a caller drive
+    several climbs and other evaluations of ``f`` through one loop, so that ``f``'s gradient is
+    compiled once.
 
     >>> f = lambda x: -jnp.sum((x - jnp.array([1.0, -2.0])) ** 2)   # top at (1, -2), f'' = -2
     >>> end = maximize(jax.value_and_grad(f), jnp.zeros(2))
@@ -113,61 +204,10 @@ def maximize(
     """
     # the first pass of the loop evaluates x0 itself (step 0 from a value of -inf), so that the
     # log density and its gradient appear once in the compiled program
-    d = x0.shape[0]
-    zeros = jnp.zeros((memory, d), x0.dtype)
-    state = _State(
-        x0,
-        jnp.asarray(-jnp.inf, x0.dtype),
-        jnp.zeros_like(x0),
-        jnp.zeros_like(x0),
-        jnp.zeros((), x0.dtype),
-        jnp.zeros((), jnp.int32),
-        zeros,
-        zeros,
-        jnp.zeros((), jnp.int32),
-        jnp.asarray(False),
-        jnp.asarray(False),
-        jax.random.key(0) if key is None else key,
-    )
+    settings = {"max_iterations": max_iterations, "gtol": gtol, "ftol": ftol, "restart": restart}
 
     def body(st: _State) -> _State:
-        trial = st.x + st.step * st.direction
-        f, g = value_and_grad(trial)
-        finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g))
-        first = ~jnp.isfinite(st.f)
-        rises = finite & (first | (f >= st.f + _ARMIJO * st.step * jnp.dot(st.g, st.direction)))
-        # accepted: store the pair (for the minimized -f: s and y = -(g_new - g_old))
-        s_new, y_new = trial - st.x, -(g - st.g)
-        keep = rises & (jnp.dot(s_new, y_new) > 1e-12 * jnp.dot(y_new, y_new))
-        s = jnp.where(keep, jnp.concatenate([st.s[1:], s_new[None]]), st.s)
-        y = jnp.where(keep, jnp.concatenate([st.y[1:], y_new[None]]), st.y)
-        x = jnp.where(rises, trial, st.x)
-        next_key, sub = jax.random.split(st.key)
-        if restart is not None:  # no finite point yet: the next pass tries a fresh start
-            x = jnp.where(first & ~finite, restart(sub), x)
-        f_new = jnp.where(rises, f, st.f)
-        g_new = jnp.where(rises, g, st.g)
-        direction = _two_loop(g_new, s, y)
-        # an ascent direction, or the gradient itself
-        direction = jnp.where(jnp.dot(direction, g_new) > 0, direction, g_new)
-        small_grad = jnp.max(jnp.abs(g_new)) < gtol
-        small_change = rises & ~first & (jnp.abs(f - st.f) <= ftol * jnp.maximum(1.0, jnp.abs(f)))
-        iterations = st.iterations + (rises & ~first).astype(jnp.int32)
-        halvings = jnp.where(rises, 0, st.halvings + 1)
-        # the first step along the gradient moves no coordinate by more than about 1
-        unit = jnp.where(first, 1.0 / jnp.maximum(1.0, jnp.max(jnp.abs(g_new))), 1.0)
-        step = jnp.where(rises, unit.astype(st.step.dtype), st.step * 0.5)
-        converged = rises & (small_grad | small_change)
-        done = converged | (iterations >= max_iterations) | (halvings >= _MAX_HALVINGS)
-        return _State(
-            x, f_new, g_new, direction, step, halvings, s, y, iterations, done, converged, next_key
-        )
+        return update(st, *value_and_grad(trial(st)), **settings)
 
-    end = jax.lax.while_loop(lambda st: ~st.done, body, state)
-    diagonal = (
-        jax.vmap(lambda e: jnp.dot(e, _two_loop(e, end.s, end.y)))(jnp.eye(d, dtype=x0.dtype))
-        if d <= 4096
-        else jnp.ones(d, x0.dtype)
-    )
-    diagonal = jnp.where(jnp.isfinite(diagonal) & (diagonal > 0), diagonal, 1.0)
-    return LBFGSResult(end.x, end.f, end.g, end.iterations, end.converged, diagonal)
+    end = jax.lax.while_loop(lambda st: ~st.done, body, start(x0, key, memory))
+    return result(end)

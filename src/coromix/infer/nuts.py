@@ -865,8 +865,13 @@ def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
     step sizes near 0.005 and hundreds of leapfrog steps each: three quarters of the gradient
     evaluations of that fit (86 thousand, against 22 thousand from the probed scales).
 
-    ``at_starts`` is ``(log density, gradient)`` at the chains' starts (raveled), computed with
-    the probe (``None`` without it).  ``search`` reports ``found`` (some climb reached a finite log density), the final log density
+    The climbs, the probe and the chains' starts are evaluated by one loop, ``_SEARCH_PATHS``
+    points per pass (the climbs' trial points, then the probe's and starts' points), so the
+    program holds one copy of the model's value and gradient (start program of Hamilton's
+    MS-AR(4): 5.2 -> 3.3 s to compile, same run).
+
+    ``at_starts`` is ``(log density, gradient)`` at the chains' starts (raveled).  ``search``
+    reports ``found`` (some climb reached a finite log density), the final log density
     ``lp`` and ``converged`` flag of each climb, and ``best``, the index of the climb used.
     """
 
@@ -877,46 +882,107 @@ def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
         def uniform_point(k):
             return ravel_pytree(posterior.init(k, radius=_INIT_RADIUS))[0]
 
-        value_and_grad = jax.value_and_grad(lambda q: logdensity(unravel(q)))
+        # the one copy of the model's value and gradient in the program, over a batch of points
+        value_and_grad = jax.vmap(jax.value_and_grad(lambda q: logdensity(unravel(q))))
+        climb_settings = {"max_iterations": _SEARCH_ITERATIONS, "restart": uniform_point}
+        width = _SEARCH_PATHS
+        climbs = jax.vmap(lbfgs.start)(
+            jax.vmap(uniform_point)(jax.random.split(start_key, width)),
+            jax.random.split(restart_key, width),
+        )
+        d = climbs.x.shape[-1]
+        dtype = climbs.x.dtype
+        probed = d <= _MAX_PROBED
+        # the points evaluated after the climbs: +-h along every axis around the mode (when
+        # probed), then the chains' starts; ``width`` per pass of the loop
+        num_points = (2 * d if probed else 0) + num_chains
+        passes = -(-num_points // width)
 
-        def climb(k, restart_k):
-            return lbfgs.maximize(
-                value_and_grad,
-                uniform_point(k),
-                max_iterations=_SEARCH_ITERATIONS,
-                restart=uniform_point,
-                key=restart_k,
+        class Loop(NamedTuple):
+            climbs: Any
+            probing: jax.Array  # the climbs are done; the loop evaluates ``points``
+            index: jax.Array  # the next pass over ``points``
+            points: jax.Array
+            lps: jax.Array
+            grads: jax.Array
+            best: jax.Array
+            spread: jax.Array
+
+        def best_of(climbs):
+            lp = jnp.where(jnp.isfinite(climbs.f), climbs.f, -jnp.inf)
+            return lp, jnp.argmax(lp)
+
+        def prepare(loop):
+            # the climbs have ended: the highest is the mode; the chains start around it
+            _, best = best_of(loop.climbs)
+            end = lbfgs.result(jax.tree.map(lambda x: x[best], loop.climbs))
+            spread = jnp.clip(end.inverse_hessian_diagonal, _MIN_VARIANCE, 1.0)
+            mode = end.position
+            noise = jax.random.normal(draw_key, (num_chains, d), dtype)
+            starts = mode + jnp.sqrt(spread) * noise
+            parts = [starts]
+            if probed:
+                h = 0.5 * jnp.sqrt(spread)
+                parts = [mode + jnp.diag(h), mode - jnp.diag(h), starts]
+            pad = jnp.broadcast_to(mode, (passes * width - num_points, d))
+            points = jnp.concatenate(parts + [pad])
+            return loop._replace(
+                probing=jnp.asarray(True), points=points, best=best.astype(jnp.int32), spread=spread
             )
 
-        climbs = jax.vmap(climb)(
-            jax.random.split(start_key, _SEARCH_PATHS), jax.random.split(restart_key, _SEARCH_PATHS)
+        def climb(loop, f, g):
+            climbs = jax.vmap(lambda st, f, g: lbfgs.update(st, f, g, **climb_settings))(
+                loop.climbs, f, g
+            )
+            loop = loop._replace(climbs=climbs)
+            return jax.lax.cond(jnp.all(climbs.done), prepare, lambda x: x, loop)
+
+        def record(loop, f, g):
+            at = loop.index * width
+            return loop._replace(
+                index=loop.index + 1,
+                lps=jax.lax.dynamic_update_slice_in_dim(loop.lps, f, at, 0),
+                grads=jax.lax.dynamic_update_slice_in_dim(loop.grads, g, at, 0),
+            )
+
+        def body(loop):
+            chunk = jax.lax.dynamic_slice_in_dim(loop.points, loop.index * width, width, 0)
+            points = jnp.where(loop.probing, chunk, jax.vmap(lbfgs.trial)(loop.climbs))
+            f, g = value_and_grad(points)
+            return jax.lax.cond(loop.probing, record, climb, loop, f, g)
+
+        loop = Loop(
+            climbs,
+            jnp.asarray(False),
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((passes * width, d), dtype),
+            jnp.zeros(passes * width, dtype),
+            jnp.zeros((passes * width, d), dtype),
+            jnp.zeros((), jnp.int32),
+            jnp.ones(d, dtype),
         )
-        lp = jnp.where(jnp.isfinite(climbs.value), climbs.value, -jnp.inf)
-        best = jnp.argmax(lp)
-        mode = climbs.position[best]
-        spread = jnp.clip(climbs.inverse_hessian_diagonal[best], _MIN_VARIANCE, 1.0)
-        noise = jax.random.normal(draw_key, (num_chains,) + mode.shape, mode.dtype)
-        positions = mode + jnp.sqrt(spread) * noise
-        variance, at_starts = spread, None
-        d = mode.shape[0]
-        if d <= _MAX_PROBED:
+        loop = jax.lax.while_loop(lambda c: ~(c.probing & (c.index >= passes)), body, loop)
+        lp, best = best_of(loop.climbs)
+        first = 2 * d if probed else 0
+        positions = loop.points[first : first + num_chains]
+        at_starts = (loop.lps[first : first + num_chains], loop.grads[first : first + num_chains])
+        variance = loop.spread
+        if probed:
             # the curvature along each axis: central differences of the gradient, a step of
-            # half the climb's scale to each side; in the same (vectorized) call, the log density
-            # and gradient at the chains' starts, which NUTS needs first (one copy of the
-            # model's gradient in the program instead of two)
-            h = 0.5 * jnp.sqrt(spread)
-            points = jnp.concatenate([mode + jnp.diag(h), mode - jnp.diag(h), positions])
-            lps, grads = jax.vmap(value_and_grad)(points)
-            at_starts = (lps[2 * d :], grads[2 * d :])
-            curvature = -(jnp.diagonal(grads[:d]) - jnp.diagonal(grads[d : 2 * d])) / (2 * h)
-            probed = jnp.where(curvature > 0, 1.0 / jnp.where(curvature > 0, curvature, 1.0), 0.0)
-            probed = jnp.where(jnp.isfinite(probed), probed, 0.0)
-            variance = jnp.clip(jnp.maximum(spread, probed), _MIN_VARIANCE, _MAX_VARIANCE)
+            # half the climb's scale to each side
+            h = 0.5 * jnp.sqrt(loop.spread)
+            upper, lower = jnp.diagonal(loop.grads[:d]), jnp.diagonal(loop.grads[d : 2 * d])
+            curvature = -(upper - lower) / (2 * h)
+            probed_var = jnp.where(
+                curvature > 0, 1.0 / jnp.where(curvature > 0, curvature, 1.0), 0.0
+            )
+            probed_var = jnp.where(jnp.isfinite(probed_var), probed_var, 0.0)
+            variance = jnp.clip(jnp.maximum(loop.spread, probed_var), _MIN_VARIANCE, _MAX_VARIANCE)
         search = {
             "found": jnp.isfinite(lp[best]),
             "lp": lp,
             "best": best,
-            "converged": climbs.converged,
+            "converged": loop.climbs.converged,
         }
         return jax.vmap(unravel)(positions), variance, at_starts, search
 

@@ -46,7 +46,18 @@ up to 1.6x within the hour, so compare within a run), ``--repeats 2``, float64:
 - Posterior means (default): stay (0.736, 0.863), mu (-0.191, 1.084), sigma 0.869,
   phi (0.192, 0.075, -0.150, -0.122).
 
-Issue 12's target (a whole fit under 60 s in a fresh process) is not met reliably: the default
+Measured 2026-12-03 12:27 UTC, after the start program holds one copy of the model's
+gradient and the chains sample with the median of their adapted step sizes (default,
+``--repeats 2`` then ``--repeats 1``): process 41.0, 39.8, 37.7 s (compile 12.4, 10.9, 9.8 s;
+sampling 24.8, 25.4, 24.8 s; 41.0 leapfrog steps per draw, min ESS 687, max R-hat 1.00). The
+code before those two changes, in the same run: process 44.6 s (compile 11.7, sampling 27.9 s,
+min ESS 604).  Step sizes per chain, seeds 0-3, before -> after pooling (one fresh process
+each, 10:40-10:50 UTC): seed 1: 0.058-0.187 (acceptance 0.44-0.98, 61 divergences, min ESS
+294) -> 0.100 in all (acceptance 0.73-0.91, 0 divergences, ESS 514); seed 2: ESS 224 -> 454;
+seed 0: 604 -> 563; seed 3: 161 -> 161 (all chains' steps too large either way: 158 and 105
+divergences).
+
+Earlier, the day before's figures: the target (a whole fit under 60 s in a fresh process) was not met reliably: the default
 took 76.0, 69.7, 53.5, 58.2 and 62.7 s in five processes today (median 62.7 s). Where the time
 goes (the same machine, 08:13 UTC): the start program (mode search and first states) 1.7 s to
 lower and 6.9 s to compile, the chain steps 1.1 + 3.8 s, the draws' constraint 0.9 + 0.2 s,

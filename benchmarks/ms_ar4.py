@@ -54,7 +54,7 @@ code before those two changes, in the same run: process 44.6 s (compile 11.7, sa
 min ESS 604).  Step sizes per chain, seeds 0-3, before -> after pooling (one fresh process
 each, 10:40-10:50 UTC): seed 1: 0.058-0.187 (acceptance 0.44-0.98, 61 divergences, min ESS
 294) -> 0.100 in all (acceptance 0.73-0.91, 0 divergences, ESS 514); seed 2: ESS 224 -> 454;
-seed 0: 604 -> 563; seed 3: 161 -> 161 (all chains' steps too large either way: 158 and 105
+seed 0: 604 -> 563; seed 3: 161 -> 161 (all chains' steps too large either way: 159 and 105
 divergences).
 
 Earlier, the day before's figures: the target (a whole fit under 60 s in a fresh process) was not met reliably: the default

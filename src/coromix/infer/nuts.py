@@ -905,7 +905,6 @@ def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
             points: jax.Array
             lps: jax.Array
             grads: jax.Array
-            best: jax.Array
             spread: jax.Array
 
         def best_of(climbs):
@@ -926,9 +925,7 @@ def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
                 parts = [mode + jnp.diag(h), mode - jnp.diag(h), starts]
             pad = jnp.broadcast_to(mode, (passes * width - num_points, d))
             points = jnp.concatenate(parts + [pad])
-            return loop._replace(
-                probing=jnp.asarray(True), points=points, best=best.astype(jnp.int32), spread=spread
-            )
+            return loop._replace(probing=jnp.asarray(True), points=points, spread=spread)
 
         def climb(loop, f, g):
             climbs = jax.vmap(lambda st, f, g: lbfgs.update(st, f, g, **climb_settings))(
@@ -958,7 +955,6 @@ def _mode_finder(posterior: PinnedModel, logdensity: Callable) -> Callable:
             jnp.zeros((passes * width, d), dtype),
             jnp.zeros(passes * width, dtype),
             jnp.zeros((passes * width, d), dtype),
-            jnp.zeros((), jnp.int32),
             jnp.ones(d, dtype),
         )
         loop = jax.lax.while_loop(lambda c: ~(c.probing & (c.index >= passes)), body, loop)

@@ -101,3 +101,24 @@ def test_nuts_posterior_predictive_with_two_observations():
     assert post.discrete_posterior()["obs_s"].shape[-2:] == (T, 2)
     idata = post.to_arviz()
     assert set(idata.observed_data) == {"obs.u", "obs.v"}
+
+
+@pytest.mark.parametrize("history", [1, 2])
+def test_one_step_series_is_the_first_step_mixture(history):
+    """``num_steps=1``: no transition is scored; the density is the first step's mixture
+    ``logsumexp_k log p(s_0 = k) + log N(y_0 | mu_k, 1)`` (a single step once broke the
+    expanded-state layout: a reshape of an empty transition array)."""
+    mu = jnp.array([-1.0, 2.0])
+    init = jnp.array([0.3, 0.7])
+
+    def step(prev, inputs):
+        last = prev[0] if history > 1 and prev else prev
+        s = yield tfd.Categorical(probs=init if not last else jnp.asarray(TRANS)[last.s], name="s")
+        yield tfd.Normal(mu[s], 1.0, name="y")
+
+    series = tfd.RegimeSwitching(step, num_steps=1, history=history)
+    y = jnp.array([0.4])
+    expected = logsumexp(np.log(init) + stats.norm(np.asarray(mu), 1.0).logpdf(0.4))
+    np.testing.assert_allclose(series.log_prob(y), expected, rtol=1e-6)
+    value, grad = jax.value_and_grad(lambda v: series.log_prob(v))(y)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))

@@ -190,7 +190,7 @@ def _possible_moves(K: int, p: int) -> np.ndarray:
 def _to_expanded(x: jax.Array, W: int) -> jax.Array:
     """``x[..., j]`` over regimes as ``[..., K * W]`` over expanded states ``e = j * W + r``
     (a broadcast, so that its gradient is a sum, not a scatter)."""
-    return jnp.broadcast_to(x[..., None], x.shape + (W,)).reshape(x.shape[:-1] + (-1,))
+    return jnp.broadcast_to(x[..., None], x.shape + (W,)).reshape(x.shape[:-1] + (x.shape[-1] * W,))
 
 
 def _dense_potentials(

@@ -8,7 +8,7 @@ from scipy import stats
 from scipy.special import logsumexp
 
 import coromix.distributions as tfd
-from coromix.enumerate import EnumerationError
+from coromix.enumerate import UNROLL_MAX_VALUES, EnumerationError, logsumexp_leading
 
 WEIGHTS = np.array([0.6, 0.4])
 
@@ -216,6 +216,34 @@ def test_plate_sums_out_element_by_element(form, precision):
         np.exp(per - logsumexp(per, 1, keepdims=True)),
         rtol=1e-4 if precision == "float32" else 1e-10,
         atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "axes"),
+    [((3, 7), (0,)), ((2, 3, 1, 5), (0, 1)), ((2, 4, 3), (0, 2)), ((6, 6, 4), (0, 1))],
+)
+def test_logsumexp_leading_equals_scipy_and_its_gradient_is_the_softmax(shape, axes, precision):
+    """The unrolled sum (up to UNROLL_MAX_VALUES values) and the fallback (6 x 6 = 36 values)
+    against SciPy; entries of -inf (an impossible value) and a slice that is -inf throughout."""
+    assert np.prod([shape[a] for a in axes]) > UNROLL_MAX_VALUES or shape != (6, 6, 4)
+    x = np.random.default_rng(1).normal(0.0, 30.0, shape)
+    x[(0,) * len(shape)] = -np.inf
+    x[(slice(None),) * (len(shape) - 1) + (-1,)] = -np.inf
+    got = logsumexp_leading(jnp.asarray(x), axes)
+    expected = logsumexp(x, axis=axes, keepdims=True)
+    assert got.dtype == jnp.dtype(precision)
+    np.testing.assert_allclose(got, expected, rtol=1e-6 if precision == "float32" else 1e-13)
+    weights = np.random.default_rng(2).uniform(size=expected.shape)
+    weights[..., -1] = 0.0  # the -inf slice: 0/0, as in jax.nn.logsumexp
+    grad = jax.jit(jax.grad(lambda v: jnp.sum(weights * logsumexp_leading(v, axes))))(
+        jnp.asarray(x)
+    )
+    mask = np.broadcast_to(np.isfinite(expected), x.shape)
+    softmax = np.exp(x[mask] - np.broadcast_to(expected, x.shape)[mask])
+    tol = {"rtol": 1e-5, "atol": 1e-30} if precision == "float32" else {"rtol": 1e-12}
+    np.testing.assert_allclose(
+        np.asarray(grad)[mask], (softmax * np.broadcast_to(weights, x.shape)[mask]), **tol
     )
 
 

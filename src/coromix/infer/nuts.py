@@ -181,7 +181,7 @@ def nuts(
         init_kind = init or "mode"
         # placeholders of the right shapes: the starts are found inside the compiled program
         positions = {
-            k: jnp.zeros((num_chains,) + shape, dtype)
+            k: np.zeros((num_chains,) + shape, dtype)
             for k, (shape, dtype) in posterior.parameter_info().items()
         }
     settings = _Settings(
@@ -196,8 +196,8 @@ def nuts(
         _thread_groups(num_chains) if method == "threads" else 1,
     )
     observed_arrays = dict(posterior.observed)
-    keys = jax.random.key_data(jax.random.split(as_key(seed), num_chains))
-    search_key = jax.random.key_data(jax.random.fold_in(as_key(seed), 0x5EA2C4))
+    # the chains' keys and the mode search's are derived from it inside the start program
+    seed_key = jax.random.key_data(as_key(seed))
 
     bar = (
         _ProgressBar({0: ("warmup", num_warmup), 1: ("sampling", num_samples)})
@@ -206,14 +206,15 @@ def nuts(
     )
     prepare_diagnostics()  # ArviZ loads while the programs compile
     start = time.perf_counter()
-    programs = _compiled_programs(joint, posterior, settings, search_key, keys, positions, bar)
+    programs = _compiled_programs(joint, posterior, settings, seed_key, positions, bar)
     compile_time = time.perf_counter() - start
     if bar is not None and compile_time > 0.05:
         bar.message(f"compiled in {compile_time:.1f} s")
 
     start = time.perf_counter()
     data = observed_arrays  # arguments of the compiled programs
-    carry, found, search = programs.start(search_key, keys, positions, data)
+    carries, found, search = programs.start(seed_key, positions, data)
+    found = np.asarray(_on_host(found))  # NumPy, not an eager JAX reduction (a compilation each)
     if init_kind == "values" and not bool(np.all(found)):
         raise _bad_init_error(posterior, positions, float(search["lp"]))
     if not bool(np.all(found)):
@@ -224,19 +225,19 @@ def nuts(
             mode_search=init_kind == "mode",
         )
     # warmup, then every chain's step size set to the chains' median, then sampling
-    carry, done = _run_in_chunks(programs.advance, carry, data, settings, bar, stop=num_warmup)
+    carries, done = _run_in_chunks(programs.advance, carries, data, settings, bar, stop=num_warmup)
     adapted = None
     if done == num_warmup:
         if num_warmup:
-            carry, adapted = _pool_step_size(carry)
-        carry, done = _run_in_chunks(programs.advance, carry, data, settings, bar, begin=done)
+            carries, adapted = _pool_step_size(carries)
+        carries, done = _run_in_chunks(programs.advance, carries, data, settings, bar, begin=done)
     sampling_time = time.perf_counter() - start
     num_kept = max(done - num_warmup, 0)
     if num_kept == 0:
         raise KeyboardInterrupt(
             f"cm.nuts interrupted during warmup (step {done} of {num_warmup}); no draws were kept"
         )
-    draws, stats, constrained, nonfinite = jax.tree.map(_on_host, programs.finish(carry, data))
+    draws, stats, constrained, nonfinite = jax.tree.map(_on_host, programs.finish(carries, data))
     if num_kept < num_samples:
         draws, stats, constrained = jax.tree.map(
             lambda x: x[:, :num_kept], (draws, stats, constrained)
@@ -259,8 +260,8 @@ def nuts(
             "compile_time": compile_time,
             "sampling_time": sampling_time,
             "init": init_kind,
-            "nonfinite_warmup": int(np.sum(nonfinite["warmup"])),
-            "nonfinite_sampling": int(np.sum(nonfinite["sampling"])),
+            "nonfinite_warmup": int(np.sum(np.asarray(nonfinite["warmup"]))),
+            "nonfinite_sampling": int(np.sum(np.asarray(nonfinite["sampling"]))),
             **(_search_attrs(search) if init_kind == "mode" else {}),
             **({"seed": int(seed)} if isinstance(seed, (int, np.integer)) else {}),
             **(
@@ -365,10 +366,12 @@ class _Settings(NamedTuple):
 class _Programs(NamedTuple):
     """The compiled programs of one fit.
 
-    ``start(search_key, chain_keys, positions, observed) -> (carry, found, search)``: the chains'
-    starting points and their initial NUTS and adaptation states; ``advance(carry, begin, end,
-    observed) -> carry``: steps ``begin .. end - 1`` of every chain (the carry is donated);
-    ``finish(carry, observed) -> (draws, stats, constrained draws, non-finite counts)``.  The
+    ``start(seed_key, positions, observed) -> (carries, found, search)``: the chains' keys, their
+    starting points and their initial NUTS and adaptation states, as a list of ``groups``
+    carries of consecutive chains (one per thread; one carry in the other layouts);
+    ``advance(carry, begin, end, observed) -> carry``: steps ``begin .. end - 1`` of every chain
+    of one carry (it is donated); ``finish(carries, observed) -> (draws, stats, constrained
+    draws, non-finite counts)`` of all chains.  The
     observed values are arguments (``observed``) of all three.
     """
 
@@ -386,8 +389,7 @@ def _compiled_programs(
     joint: JointDistributionCoroutine,
     posterior: PinnedModel,
     settings: _Settings,
-    search_key: jax.Array,
-    keys: jax.Array,
+    seed_key: jax.Array,
     positions: Mapping[str, jax.Array],
     bar: _ProgressBar | None,
 ) -> _Programs:
@@ -420,7 +422,7 @@ def _compiled_programs(
     # the model's values are never needed concrete while it is traced (pin already traced it
     # abstractly, event_shapes by sampling), so the observed values can always be arguments
     programs = _build_programs(joint, posterior, settings)
-    programs = _compile(programs, search_key, keys, positions, observed, settings.groups)
+    programs = _compile(programs, seed_key, positions, observed, settings.groups)
     cache = joint.program_cache
     nuts_keys = [k for k in cache if isinstance(k, tuple) and k[:1] == ("coromix.nuts",)]
     for old in nuts_keys[: max(len(nuts_keys) - _CACHE_SIZE + 1, 0)]:
@@ -431,8 +433,7 @@ def _compiled_programs(
 
 def _compile(
     programs: _Programs,
-    search_key: jax.Array,
-    keys: jax.Array,
+    seed_key: jax.Array,
     positions: Mapping[str, jax.Array],
     observed: Mapping[str, Any],
     groups: int = 1,
@@ -442,24 +443,18 @@ def _compile(
     about 5% of the whole compile phase of a small mixture, the tracing hidden).  Compiling the
     programs side by side gains nothing more: XLA's CPU compiler already uses the cores.  With
     ``groups`` > 1 the chain steps are compiled for one group's share of the chains."""
-    lowered = programs.start.lower(search_key, keys, positions, observed)
+    lowered = programs.start.lower(seed_key, positions, observed)
     with ThreadPoolExecutor(1) as pool:
         start = pool.submit(lowered.compile)
-        carry = lowered.out_info[0]
+        carries = lowered.out_info[0]
         if programs.chain_sharding is not None:
-            carry = jax.tree.map(
+            carries = jax.tree.map(
                 lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=programs.chain_sharding),
-                carry,
-            )
-        group = carry
-        if groups > 1:
-            group = jax.tree.map(
-                lambda x: jax.ShapeDtypeStruct((x.shape[0] // groups,) + x.shape[1:], x.dtype),
-                carry,
+                carries,
             )
         index = jax.ShapeDtypeStruct((), jnp.int32)
-        advance = programs.advance.lower(group, index, index, observed)
-        finish = programs.finish.lower(carry, observed)
+        advance = programs.advance.lower(carries[0], index, index, observed)
+        finish = programs.finish.lower(carries, observed)
         advance = advance.compile()
         finish = finish.compile()
         start = start.result()
@@ -511,10 +506,13 @@ def _build_programs(
             check_vma=False,
         )
 
-    def start(search_key, chain_keys, positions, observed):
+    def start(seed_key, positions, observed):
         model = pinned(observed)
         logdensity = logdensity_of(observed)
-        num_chains = chain_keys.shape[0]
+        num_chains = settings.num_chains
+        key = jax.random.wrap_key_data(seed_key)
+        chain_keys = jax.random.key_data(jax.random.split(key, num_chains))
+        search_key = jax.random.fold_in(key, 0x5EA2C4)
         # the first of each chain's three keys (the others are its warmup's and sampling's)
         start_keys = jax.vmap(lambda k: jax.random.split(jax.random.wrap_key_data(k), 3)[0])(
             chain_keys
@@ -524,9 +522,7 @@ def _build_programs(
         inverse_mass = at_starts = None
         if settings.init == "mode":
             find_mode = _mode_finder(model, logdensity)
-            positions, inverse_mass, at_starts, search = find_mode(
-                jax.random.wrap_key_data(search_key), num_chains
-            )
+            positions, inverse_mass, at_starts, search = find_mode(search_key, num_chains)
             found = jnp.broadcast_to(search["found"], found.shape)
         elif settings.init in ("uniform", "prior"):
             find = _start_finder(model, logdensity, from_prior=settings.init == "prior")
@@ -542,9 +538,17 @@ def _build_programs(
         )
         if chain_sharding is not None:
             carry = jax.lax.with_sharding_constraint(carry, chain_sharding)
-        return carry, found, search
+        # one carry per thread group, cut here (eager slices of every array of the carry, and
+        # their concatenation after, were 18 small compilations: about 0.6 s of a first fit)
+        size = num_chains // settings.groups
+        carries = [
+            jax.tree.map(lambda x, i=i: x[i * size : (i + 1) * size], carry)
+            for i in range(settings.groups)
+        ]
+        return carries, found, search
 
-    def finish(carry, observed):
+    def finish(carries, observed):
+        carry = jax.tree.map(lambda *xs: jnp.concatenate(xs), *carries)
         draws, stats, nonfinite = jax.vmap(chain.finish)(carry)
         constrained = jax.vmap(jax.vmap(pinned(observed).to_constrained))(draws)
         return draws, stats, constrained, nonfinite
@@ -557,7 +561,7 @@ def _build_programs(
     )
 
 
-def _pool_step_size(carry: dict[str, Any]) -> tuple[dict[str, Any], list[float]]:
+def _pool_step_size(carries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[float]]:
     r"""Every chain's step size for sampling set to the median of the chains' adapted ones.
 
     Each chain's warmup ends with its own dual-averaging step size :math:`\epsilon_c`; sampling
@@ -568,17 +572,23 @@ def _pool_step_size(carry: dict[str, Any]) -> tuple[dict[str, Any], list[float]]
     draws at acceptance 0.35-0.45, another taking 1.5-2x the leapfrog steps at 0.95-0.98, and
     every chain that runs in lockstep with the slow one waits for it.  TFP's dual-averaging
     adaptation shares one step size across chains for the same reason (its ``reduce_fn``); the
-    median keeps one chain that adapted in an odd place from setting it.  Returns the carry and
-    the chains' own step sizes (``post.attrs["adapted_step_sizes"]``).
+    median keeps one chain that adapted in an odd place from setting it.  Takes and returns the
+    carries of the thread groups (see :func:`_run_in_chunks`); also returns the chains' own step
+    sizes (``post.attrs["adapted_step_sizes"]``).
     """
-    tuning = carry["tuning"]
-    own = np.asarray(_on_host(tuning.step_size))
+    own = np.concatenate([np.asarray(_on_host(c["tuning"].step_size)) for c in carries])
     if own.size < 2:
-        return carry, own.tolist()
+        return carries, own.tolist()
     pooled = np.exp(np.median(np.log(own)))
-    # as an operation on the carry's array: it keeps its sharding (chains split over devices)
-    step_size = tuning.step_size * 0 + np.asarray(pooled, own.dtype)
-    return {**carry, "tuning": tuning._replace(step_size=step_size)}, own.tolist()
+
+    def pool(carry):
+        tuning = carry["tuning"]
+        # placed as the carry's array is: it keeps its sharding (chains split over devices)
+        size = tuning.step_size
+        step_size = jax.device_put(np.full(size.shape, pooled, own.dtype), size.sharding)
+        return {**carry, "tuning": tuning._replace(step_size=step_size)}
+
+    return [pool(c) for c in carries], own.tolist()
 
 
 # Wall time aimed at for one call of the chain program: Ctrl-C is seen between calls.
@@ -588,7 +598,7 @@ _FIRST_CHUNK = 10
 
 def _run_in_chunks(
     advance: Callable,
-    carry: Any,
+    carries: list[Any],
     observed: Mapping[str, Any],
     settings: _Settings,
     bar: _ProgressBar | None,
@@ -601,10 +611,10 @@ def _run_in_chunks(
     Between calls the progress bar is updated and an interrupt (SIGINT, Ctrl-C) is looked for:
     during the run SIGINT only sets a flag (in the main thread), so a call in flight finishes and
     its steps are kept.  With ``settings.groups`` > 1 the chains are split into that many groups
-    along their leading axis, each advanced by its own thread (a CPU device runs calls from
-    several threads at once, so the groups use several cores; each group's vmapped steps wait
-    only for the longest tree among its own chains).  Returns the carry and the number of steps
-    every chain has made.
+    (``carries``, one carry of consecutive chains per group, as the start program cut them), each
+    advanced by its own thread (a CPU device runs calls from several threads at once, so the
+    groups use several cores; each group's vmapped steps wait only for the longest tree among
+    its own chains).  Returns the carries and the number of steps every chain has made.
     """
     total = settings.num_warmup + settings.num_samples if stop is None else stop
     interrupted = threading.Event()
@@ -640,12 +650,10 @@ def _run_in_chunks(
 
     try:
         if groups == 1:
-            return run(0, carry)
-        size = settings.num_chains // groups
-        parts = [
-            jax.tree.map(lambda x, i=i: x[i * size : (i + 1) * size], carry) for i in range(groups)
-        ]
-        del carry  # the parts are donated to the chain steps
+            carry, done = run(0, carries[0])
+            return [carry], done
+        parts = list(carries)
+        del carries  # the parts are donated to the chain steps
         with ThreadPoolExecutor(groups, thread_name_prefix="coromix-chains") as pool:
             futures = [pool.submit(run, i, part) for i, part in enumerate(parts)]
             try:
@@ -653,8 +661,7 @@ def _run_in_chunks(
             finally:
                 interrupted.set()  # on an error or a second Ctrl-C the other groups stop too
         carries, dones = zip(*results, strict=True)
-        carry = jax.tree.map(lambda *xs: jnp.concatenate(xs), *carries)
-        return carry, min(dones)
+        return list(carries), min(dones)
     finally:
         restore()
 
@@ -1003,7 +1010,7 @@ def _search_attrs(search: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "search_climbs": int(lp.size),
         "search_climbs_finite": int(finite.sum()),
-        "search_climbs_converged": int(np.sum(search["converged"])),
+        "search_climbs_converged": int(np.sum(np.asarray(search["converged"]))),
         "search_best_lp": best,
         # climbs that ended more than 1 nat below the best: in other (minor) modes
         "search_climbs_below": int(np.sum(finite & (lp < best - 1.0))),

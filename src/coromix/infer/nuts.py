@@ -652,10 +652,8 @@ def _run_in_chunks(
         if groups == 1:
             carry, done = run(0, carries[0])
             return [carry], done
-        parts = list(carries)
-        del carries  # the parts are donated to the chain steps
         with ThreadPoolExecutor(groups, thread_name_prefix="coromix-chains") as pool:
-            futures = [pool.submit(run, i, part) for i, part in enumerate(parts)]
+            futures = [pool.submit(run, i, part) for i, part in enumerate(carries)]
             try:
                 results = [future.result() for future in futures]
             finally:

@@ -32,7 +32,7 @@ from blackjax.mcmc.hmc import HMCState
 from blackjax.mcmc.integrators import velocity_verlet
 from jax.experimental import multihost_utils
 from jax.flatten_util import ravel_pytree
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from coromix import scoring
 from coromix.infer import lbfgs
@@ -458,6 +458,17 @@ def _compile(
         advance = advance.compile()
         finish = finish.compile()
         start = start.result()
+    # the chain programs were lowered before XLA chose the carry's layout, for the layout given
+    # (chains over devices) or else one device; a carry that comes laid out otherwise (a model
+    # that shards its own arrays over a mesh) gets them compiled again for its layout
+    given = start.out_info[0]
+    if programs.chain_sharding is None and not all(
+        isinstance(x.sharding, SingleDeviceSharding) for x in jax.tree.leaves(given)
+    ):
+        index = jax.ShapeDtypeStruct((), jnp.int32)
+        advance = programs.advance.lower(given[0], index, index, observed).compile()
+        stepped = [advance.out_info] * len(given)  # what finish gets: the chain steps' carries
+        finish = programs.finish.lower(stepped, observed).compile()
     return programs._replace(start=start, advance=advance, finish=finish)
 
 

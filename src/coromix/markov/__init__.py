@@ -30,6 +30,11 @@ Two evaluation strategies:
 
 ``parallel=None`` picks parallel on ``gpu``/``tpu`` backends and sequential otherwise.
 
+* **time-sharded** (:func:`sharded_log_likelihood`, the log-likelihood only): the steps split
+  over the devices of a mesh axis, each device reducing its block to one ``K x K`` matrix, then
+  one all-gather of those and a short product across devices; for one series longer than a
+  device's memory, or several devices working on one series.
+
 Gradients of :func:`forward_log_likelihood` come from a custom VJP that runs the backward
 (smoothing) pass once, storing only ``O(T K)`` forward messages, and returns the exact posterior
 expectations (see the function's docstring).
@@ -66,6 +71,7 @@ from coromix.markov.api import (
     posterior_sample,
 )
 from coromix.markov.common import categorical_from_uniform, default_parallel
+from coromix.markov.parallel import sharded_log_likelihood
 
 __all__ = [
     "MarkovPosterior",
@@ -76,4 +82,5 @@ __all__ = [
     "posterior_marginals",
     "posterior_mode",
     "posterior_sample",
+    "sharded_log_likelihood",
 ]

@@ -5,6 +5,8 @@ The chain is the product of the elements :math:`E_1 = \mathbf 1\,(\log\pi + \log
 (identical rows) and :math:`E_t = \log A_t + \log p(y_t|\cdot)` (added to every row) in the
 ``(logsumexp, +)`` semiring; each element carries its max as a separate scale so that float32 has
 no range limit.  Shapes as in :mod:`coromix.markov`, one unbatched series with ``T >= 2``.
+:func:`sharded_log_likelihood` takes the same product across the devices of a mesh axis, one
+block of steps per device.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import Mesh, PartitionSpec
 
-from coromix.markov.common import SMALL_K, finite_or_zero, safe_softmax
+from coromix.markov.common import SMALL_K, finite_or_zero, prepare, safe_softmax
 
 Element = tuple[jax.Array, jax.Array]  # (max-normalized log-matrix [..., K, K], its scale [...])
 
@@ -117,3 +120,90 @@ def smooth(
     X = log_alpha[:-1, :, None] + Nt + log_beta[1:, None, :]
     xi = safe_softmax(X.reshape(T - 1, K * K), axis=-1).reshape(T - 1, K, K)
     return gamma, xi
+
+
+def sharded_log_likelihood(
+    log_init: jax.Array,
+    log_trans: jax.Array,
+    log_obs: jax.Array,
+    mesh: Mesh,
+    axis: str,
+) -> jax.Array:
+    r"""``log p(y_{1:T})`` with the steps split into ``mesh.shape[axis]`` blocks, one per device.
+
+    Args:
+      log_init: ``[K]`` log initial potentials.
+      log_trans: ``[K, K]`` or ``[T-1, K, K]`` log transition potentials (entry ``t-1`` for the
+        move into step ``t``).
+      log_obs: ``[T, K]`` log observation potentials; any sharding (it is laid out along
+        ``axis`` here; a series already sharded that way is not moved).
+      mesh: the device mesh.
+      axis: the name of the mesh axis the time steps are split over.
+
+    Returns the same number as :func:`coromix.markov.forward_log_likelihood` (to rounding: the
+    products are taken in another order), replicated on the mesh.  Each of the ``D`` devices of
+    the axis holds a block of ``L = ceil(T / D)`` consecutive steps (the last one padded with
+    identity steps) and reduces it, with no communication, to one max-normalized ``K x K``
+    log-space matrix, the ``(logsumexp, +)`` product of its elements (those of the module
+    docstring):
+
+    .. math::
+
+        B_d = E_{dL} \otimes E_{dL + 1} \otimes \dots \otimes E_{dL + L - 1};
+
+    the ``D`` matrices are then gathered on every device (``D K^2`` numbers) and multiplied in
+    order, :math:`\log p(y_{1:T}) = \operatorname{logsumexp}_j (B_0 \otimes \dots \otimes
+    B_{D-1})_{0j}` (the rows of :math:`E_1` are identical).  Work ``O(K^3 T / D)`` per device and
+    one all-gather; JAX's gradient through the same pieces sends the gathered cotangents back to
+    their blocks.  For one series longer than a device's memory, or several devices (CPU or GPU)
+    on one series: it is split along time instead of replicated.
+
+    >>> import numpy as np
+    >>> from jax.sharding import Mesh
+    >>> from coromix import markov
+    >>> mesh = Mesh(np.array(jax.devices()[:1]), ("time",))
+    >>> log_init = jnp.log(jnp.array([0.5, 0.5]))
+    >>> log_trans = jnp.log(jnp.array([[0.9, 0.1], [0.2, 0.8]]))
+    >>> log_obs = jnp.log(jnp.array([[0.9, 0.1], [0.8, 0.2], [0.05, 0.95]]))
+    >>> value = sharded_log_likelihood(log_init, log_trans, log_obs, mesh, "time")
+    >>> bool(jnp.allclose(value, markov.forward_log_likelihood(log_init, log_trans, log_obs)))
+    True
+    """
+    if axis not in mesh.axis_names:
+        raise ValueError(
+            f"sharded_log_likelihood: axis {axis!r} is not an axis of the mesh; its axes are "
+            f"{tuple(mesh.axis_names)}"
+        )
+    log_init, log_trans, log_obs, T, K, time_varying = prepare(log_init, log_trans, log_obs)
+    D = mesh.shape[axis]
+    L = -(-T // D)
+    dtype = log_obs.dtype
+    pad = D * L - T
+    log_obs = jnp.pad(log_obs, ((0, pad), (0, 0)))
+    if time_varying:  # aligned with the step it moves into (row 0 unused), padded like log_obs
+        log_trans = jnp.pad(log_trans, ((1, pad), (0, 0), (0, 0)))
+        trans_spec = PartitionSpec(axis)
+    else:
+        trans_spec = PartitionSpec()
+
+    def block(log_init, log_trans, log_obs):
+        t = lax.axis_index(axis) * L + jnp.arange(L)  # the block's global steps
+        first = jnp.broadcast_to(log_init + log_obs[0], (K, K))
+        steps = log_trans + log_obs[:, None, :]  # [L, K, K] (homogeneous: broadcast)
+        elements = jnp.where((t == 0)[:, None, None], first[None], steps)
+        eye, zero = _identity(K, dtype)
+        N, s = _normalize_log_matrix(jnp.where((t < T)[:, None, None], elements, eye[None]))
+        s = jnp.where(t < T, s, zero)
+        local = _tree_reduce(_combine, (N, s), (eye, zero))
+        gathered = tuple(lax.all_gather(x, axis) for x in local)  # [D, K, K], [D]
+        N_tot, s_tot = _tree_reduce(_combine, gathered, (eye, zero))
+        return jax.nn.logsumexp(N_tot[0]) + s_tot
+
+    return jax.shard_map(
+        block,
+        mesh=mesh,
+        in_specs=(PartitionSpec(), trans_spec, PartitionSpec(axis)),
+        out_specs=PartitionSpec(),
+        axis_names={axis},
+        check_vma=False,  # the result is computed from the all-gather: the same on every device
+    )(log_init, log_trans, log_obs)

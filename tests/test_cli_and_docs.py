@@ -99,7 +99,8 @@ def test_full_demo_converges_cleanly(tmp_path, capsys):
         for line in printed.splitlines()
         if re.match(r"^[a-z_]+(\[[\d, ]+\])?\s+-?\d", line)
     ]
-    rows = [r for r in rows if len(r) >= 10]
+    # a table row: a name and numbers only (not the header line "coromix 0.1.0 demo: ...")
+    rows = [r for r in rows if len(r) >= 10 and all(re.fullmatch(r"-?[\d.]+", x) for x in r[-9:])]
     assert len(rows) >= 12 + 5, printed
     for row in rows:
         ess_bulk, r_hat = float(row[-3]), float(row[-1])

@@ -8,7 +8,7 @@ forward algorithm (``markov.forward_log_likelihood``):
   the number of devices, float32 and float64;
 * a series placed along time (``NamedSharding(mesh, P("time"))``) is taken as it is, and the
   compiled gradient communicates the blocks' matrices (an all-gather);
-* (slow) ``cm.nuts`` on a model whose HMM term is the time-sharded log-likelihood
+* ``cm.nuts`` on a model whose HMM term is the time-sharded log-likelihood
   (``cm.factor``) gives the posterior of the same model with the one-device forward pass (means
   within 4 MCSE; the same seed, but the float32 rounding of the reordered products moves the
   draws apart over the chain).  The chain programs are compiled for the carry's layout on the
@@ -21,6 +21,10 @@ import subprocess
 import sys
 
 import pytest
+
+# subprocesses with 4 host devices, each compiling its programs (about 18 and 40 s): the slow
+# suite, as tests/infer/test_sharded_data.py; the default suite runs the one-device doctest
+pytestmark = pytest.mark.slow
 
 HEADER = r"""
 import json, warnings
@@ -144,7 +148,6 @@ def test_a_series_placed_along_time_is_reduced_block_by_block(result):
     assert result["all_gather"]
 
 
-@pytest.mark.slow  # two NUTS fits compiled in a subprocess (about 40 s)
 def test_nuts_on_the_time_sharded_likelihood_matches_one_device():
     result = run(NUTS)
     one, split = result["means"]

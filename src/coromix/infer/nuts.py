@@ -422,7 +422,7 @@ def _compiled_programs(
     # the model's values are never needed concrete while it is traced (pin already traced it
     # abstractly, event_shapes by sampling), so the observed values can always be arguments
     programs = _build_programs(joint, posterior, settings)
-    programs = _compile(programs, seed_key, positions, observed, settings.groups)
+    programs = _compile(programs, seed_key, positions, observed)
     cache = joint.program_cache
     nuts_keys = [k for k in cache if isinstance(k, tuple) and k[:1] == ("coromix.nuts",)]
     for old in nuts_keys[: max(len(nuts_keys) - _CACHE_SIZE + 1, 0)]:
@@ -436,13 +436,13 @@ def _compile(
     seed_key: jax.Array,
     positions: Mapping[str, jax.Array],
     observed: Mapping[str, Any],
-    groups: int = 1,
 ) -> _Programs:
     """Lower and compile the three programs for these argument shapes.  The start program is
     compiled on a thread while the chain programs are traced (XLA compiles without the GIL;
     about 5% of the whole compile phase of a small mixture, the tracing hidden).  Compiling the
-    programs side by side gains nothing more: XLA's CPU compiler already uses the cores.  With
-    ``groups`` > 1 the chain steps are compiled for one group's share of the chains."""
+    programs side by side gains nothing more: XLA's CPU compiler already uses the cores.  The
+    chain steps are compiled for one carry of the start program's (one thread group's chains).
+    """
     lowered = programs.start.lower(seed_key, positions, observed)
     with ThreadPoolExecutor(1) as pool:
         start = pool.submit(lowered.compile)

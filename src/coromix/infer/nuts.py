@@ -444,6 +444,7 @@ def _compile(
     chain steps are compiled for one carry of the start program's (one thread group's chains).
     """
     lowered = programs.start.lower(seed_key, positions, observed)
+    index = jax.ShapeDtypeStruct((), jnp.int32)
     with ThreadPoolExecutor(1) as pool:
         start = pool.submit(lowered.compile)
         carries = lowered.out_info[0]
@@ -452,7 +453,6 @@ def _compile(
                 lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=programs.chain_sharding),
                 carries,
             )
-        index = jax.ShapeDtypeStruct((), jnp.int32)
         advance = programs.advance.lower(carries[0], index, index, observed)
         finish = programs.finish.lower(carries, observed)
         advance = advance.compile()
@@ -465,7 +465,6 @@ def _compile(
     if programs.chain_sharding is None and not all(
         isinstance(x.sharding, SingleDeviceSharding) for x in jax.tree.leaves(given)
     ):
-        index = jax.ShapeDtypeStruct((), jnp.int32)
         advance = programs.advance.lower(given[0], index, index, observed).compile()
         stepped = [advance.out_info] * len(given)  # what finish gets: the chain steps' carries
         finish = programs.finish.lower(stepped, observed).compile()
@@ -595,8 +594,8 @@ def _pool_step_size(carries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
     def pool(carry):
         tuning = carry["tuning"]
         # placed as the carry's array is: it keeps its sharding (chains split over devices)
-        size = tuning.step_size
-        step_size = jax.device_put(np.full(size.shape, pooled, own.dtype), size.sharding)
+        old = tuning.step_size
+        step_size = jax.device_put(np.full(old.shape, pooled, own.dtype), old.sharding)
         return {**carry, "tuning": tuning._replace(step_size=step_size)}
 
     return [pool(c) for c in carries], own.tolist()
@@ -615,7 +614,7 @@ def _run_in_chunks(
     bar: _ProgressBar | None,
     begin: int = 0,
     stop: int | None = None,
-) -> tuple[Any, int]:
+) -> tuple[list[Any], int]:
     """Run steps ``begin .. stop - 1`` (default: all) of all chains in calls of about
     ``_CHUNK_SECONDS`` each.
 
